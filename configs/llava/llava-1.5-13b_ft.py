@@ -1,0 +1,11 @@
+# LLaVA-1.5-13B stage 2: the 7B recipe with Vicuna-13B v1.5.
+_base_ = ['./llava-1.5-7b_ft.py']
+
+llm_path = 'checkpoints/vicuna-13b-v1.5'
+model = dict(
+    llm=dict(pretrained=llm_path),
+    tokenizer=dict(pretrained=llm_path),
+    projector_pretrained='work_dirs/llava-1.5-13b_pretrain')
+# The data pipeline tokenizes with the same model's tokenizer.
+_base_.train_dataloader.dataset.pipeline[-2].tokenizer.pretrained = llm_path
+train_dataloader = _base_.train_dataloader

@@ -1,0 +1,244 @@
+"""Chat templates as data, and the one routine that renders and tokenizes them.
+
+A template says how turns become text. :func:`tokenize_conversation` renders a
+conversation turn by turn, remembers which characters belong to supervised
+text, tokenizes the rendered prompt the way the official LLaVA code does
+(``tokenizer_image_token``: the prompt split at each ``<image>``, every chunk
+tokenized on its own) and labels every token by the characters it came from.
+Ids and labels are built from the same rendered text, so they cannot disagree.
+"""
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from mmllava.constants import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX
+
+#: Roles as they are spelled in LLaVA json records.
+HUMAN, GPT = 'human', 'gpt'
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """How a conversation becomes a prompt.
+
+    Args:
+        name (str): The name configs refer to.
+        system (str): Text that opens every prompt, separator included.
+        user (str): A user turn; ``{content}`` stands for the message. A
+            format without ``{content}`` drops the message (``plain`` keeps
+            only the image).
+        assistant_prefix (str): The unsupervised text that opens an assistant
+            turn. A generation prompt ends with it.
+        assistant (str): The supervised rest of an assistant turn;
+            ``{content}`` stands for the answer.
+        stop (str): Text at which generation stops.
+        single_turn_with_image (bool): Whether a conversation must be one
+            image-bearing question and one answer (``plain``).
+    """
+
+    name: str
+    system: str
+    user: str
+    assistant_prefix: str
+    assistant: str
+    stop: str
+    single_turn_with_image: bool = False
+
+
+VICUNA_SYSTEM = ('A chat between a curious user and an artificial '
+                 'intelligence assistant. The assistant gives helpful, '
+                 "detailed, and polite answers to the user's questions.")
+LLAVA_SYSTEM = ('A chat between a curious human and an artificial '
+                'intelligence assistant. The assistant gives helpful, '
+                "detailed, and polite answers to the human's questions.")
+
+TEMPLATES = {
+    template.name: template
+    for template in [
+        # Stage 1 (feature alignment): the image, then the caption.
+        ChatTemplate(
+            name='plain', system='', user=IMAGE_PLACEHOLDER,
+            assistant_prefix='', assistant='{content}\n', stop='\n',
+            single_turn_with_image=True),
+        # Stage 2 (instruction tuning) of LLaVA-1.5 and LLaVA v1.
+        ChatTemplate(
+            name='vicuna_v1', system=VICUNA_SYSTEM + ' ',
+            user='USER: {content} ', assistant_prefix='ASSISTANT:',
+            assistant=' {content}</s>', stop='</s>'),
+        ChatTemplate(
+            name='llava_v1', system=LLAVA_SYSTEM + ' ',
+            user='USER: {content} ', assistant_prefix='ASSISTANT:',
+            assistant=' {content}</s>', stop='</s>'),
+    ]
+}
+
+
+def get_template(name: str) -> ChatTemplate:
+    """Return the template called ``name``; unknown names fail loudly."""
+    if name not in TEMPLATES:
+        raise KeyError(f'Unknown chat template {name!r}; known templates: '
+                       f'{sorted(TEMPLATES)}')
+    return TEMPLATES[name]
+
+
+def move_image_to_front(message: str) -> str:
+    """Put a message's image placeholder first, as ``<image>\\n``.
+
+    This is the official ``preprocess_multimodal``: every ``<image>`` is
+    removed from the message and one is placed at its front.
+    """
+    if IMAGE_PLACEHOLDER not in message:
+        return message
+    text = message.replace(IMAGE_PLACEHOLDER, '').strip()
+    return (IMAGE_PLACEHOLDER + '\n' + text).strip()
+
+
+@dataclass
+class Segment:
+    """A piece of rendered prompt text and whether the loss learns it."""
+
+    text: str
+    supervised: bool
+
+
+def render_conversation(conversations: Sequence[dict],
+                        template: ChatTemplate,
+                        has_image: bool,
+                        add_generation_prompt: bool = False,
+                        sample_id: object = None) -> list[Segment]:
+    """Render LLaVA turns (``{'from': 'human'|'gpt', 'value': str}``).
+
+    Args:
+        conversations (Sequence[dict]): The record's turns.
+        template (ChatTemplate): How to render them.
+        has_image (bool): Whether the record has an image; ``<image>`` in the
+            text of a record without one is an error.
+        add_generation_prompt (bool): End with the assistant prefix, for
+            generation. Defaults to False.
+        sample_id: Named in errors.
+
+    Returns:
+        list[Segment]: The prompt, piece by piece.
+    """
+    turns = list(conversations)
+    # The official preprocessing drops a leading assistant turn.
+    if turns and turns[0].get('from') == GPT:
+        turns = turns[1:]
+    for index, turn in enumerate(turns):
+        expected = HUMAN if index % 2 == 0 else GPT
+        if turn.get('from') != expected:
+            raise ValueError(
+                f'Sample {sample_id!r}: turn {index} is from '
+                f'{turn.get("from")!r}, expected {expected!r} (turns must '
+                'alternate human, gpt).')
+        if not isinstance(turn.get('value'), str):
+            raise ValueError(f'Sample {sample_id!r}: turn {index} has no '
+                             'string "value".')
+        if not turn['value']:
+            raise ValueError(f'Sample {sample_id!r}: turn {index} is empty.')
+        if IMAGE_PLACEHOLDER in turn['value'] and (turn['from'] == GPT
+                                                   or not has_image):
+            where = 'an answer' if turn['from'] == GPT else 'a sample without image'
+            raise ValueError(f'Sample {sample_id!r}: turn {index} holds '
+                             f'{IMAGE_PLACEHOLDER} in {where}.')
+    if template.single_turn_with_image:
+        num_turns = 1 if add_generation_prompt else 2
+        if not has_image or len(turns) != num_turns or \
+                IMAGE_PLACEHOLDER not in turns[0]['value']:
+            raise ValueError(
+                f'Sample {sample_id!r}: template {template.name!r} needs one '
+                f'image and a human turn with {IMAGE_PLACEHOLDER}, then one answer '
+                f'(got {len(turns)} turns, image={has_image}).')
+
+    segments = [Segment(template.system, False)]
+    for turn in turns:
+        message = move_image_to_front(turn['value']) if has_image \
+            else turn['value']
+        if turn['from'] == HUMAN:
+            segments.append(Segment(template.user.format(content=message),
+                                    False))
+        else:
+            segments.append(Segment(template.assistant_prefix, False))
+            segments.append(
+                Segment(template.assistant.format(content=message), True))
+    if add_generation_prompt:
+        segments.append(Segment(template.assistant_prefix, False))
+    return [segment for segment in segments if segment.text]
+
+
+def _supervised_char_mask(segments: Sequence[Segment]) -> list[bool]:
+    mask = []
+    for segment in segments:
+        mask += [segment.supervised] * len(segment.text)
+    return mask
+
+
+def tokenize_segments(segments: Sequence[Segment],
+                      tokenizer) -> tuple[list[int], list[int]]:
+    """Tokenize rendered segments into ``input_ids`` and ``labels``.
+
+    The text is split at each ``<image>``; every chunk is tokenized on its own
+    (so it gets the tokenizer's leading-space handling, as in the official
+    code), the first chunk keeps the BOS token and later chunks drop it, and
+    :data:`IMAGE_TOKEN_INDEX` stands between chunks. A token is supervised
+    when the characters it came from are supervised; tokens the tokenizer
+    adds (BOS) come from no character and are not.
+
+    Args:
+        segments (Sequence[Segment]): Output of :func:`render_conversation`.
+        tokenizer: A transformers fast tokenizer (offsets are needed).
+
+    Returns:
+        tuple[list[int], list[int]]: ``input_ids`` and ``labels``; labels are
+        :data:`IGNORE_INDEX` where not supervised.
+    """
+    text = ''.join(segment.text for segment in segments)
+    char_supervised = _supervised_char_mask(segments)
+    input_ids: list[int] = []
+    labels: list[int] = []
+    drop_bos = False
+    chunk_start = 0
+    for chunk_index, chunk in enumerate(text.split(IMAGE_PLACEHOLDER)):
+        if chunk_index > 0:
+            input_ids.append(IMAGE_TOKEN_INDEX)
+            labels.append(IGNORE_INDEX)
+        encoded = tokenizer(chunk, return_offsets_mapping=True)
+        ids, offsets = encoded['input_ids'], encoded['offset_mapping']
+        if chunk_index == 0:
+            drop_bos = bool(ids) and ids[0] == tokenizer.bos_token_id
+        elif drop_bos and ids and ids[0] == tokenizer.bos_token_id:
+            ids, offsets = ids[1:], offsets[1:]
+        for token_id, (start, end) in zip(ids, offsets):
+            supervised = any(char_supervised[chunk_start + start:
+                                             chunk_start + end])
+            input_ids.append(token_id)
+            labels.append(token_id if supervised else IGNORE_INDEX)
+        chunk_start += len(chunk) + len(IMAGE_PLACEHOLDER)
+    return input_ids, labels
+
+
+def tokenize_conversation(conversations: Sequence[dict],
+                          template: ChatTemplate,
+                          tokenizer,
+                          has_image: bool,
+                          sample_id: Optional[object] = None
+                          ) -> tuple[list[int], list[int]]:
+    """Render and tokenize a LLaVA conversation for training.
+
+    Returns:
+        tuple[list[int], list[int]]: ``input_ids`` and ``labels``.
+    """
+    segments = render_conversation(conversations, template, has_image,
+                                   sample_id=sample_id)
+    return tokenize_segments(segments, tokenizer)
+
+
+def build_generation_prompt(conversations: Sequence[dict],
+                            template: ChatTemplate,
+                            tokenizer,
+                            has_image: bool,
+                            sample_id: Optional[object] = None) -> list[int]:
+    """Tokenize a conversation that ends with a question, for generation."""
+    segments = render_conversation(
+        conversations, template, has_image, add_generation_prompt=True,
+        sample_id=sample_id)
+    return tokenize_segments(segments, tokenizer)[0]

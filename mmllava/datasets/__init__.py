@@ -1,0 +1,6 @@
+"""Datasets, transforms and samplers; importing this module registers them."""
+from mmllava.datasets import transforms  # noqa: F401
+from mmllava.datasets.llava_dataset import LLaVADataset
+from mmllava.datasets.samplers import LengthGroupedSampler
+
+__all__ = ['LLaVADataset', 'LengthGroupedSampler']

@@ -1,0 +1,119 @@
+"""Conversation -> template -> ``input_ids`` and ``labels``."""
+from typing import Optional
+
+from mmcv.transforms import BaseTransform
+from mmengine.logging import print_log
+
+from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from mmllava.conversation import (GPT, build_generation_prompt,
+                                  get_template, tokenize_conversation)
+from mmllava.models.tokenizer import build_tokenizer
+from mmllava.registry import TRANSFORMS
+
+
+def truncate_to_length(input_ids: list[int], labels: list[int],
+                       max_length: int,
+                       num_image_tokens: int) -> tuple[list[int], list[int]]:
+    """Cut a sample so that, with each image expanded to
+    ``num_image_tokens`` rows, it fits ``max_length``.
+
+    The cut never falls inside an image: an image that does not fit whole is
+    dropped with everything after it.
+    """
+    length = 0
+    for index, token in enumerate(input_ids):
+        length += num_image_tokens if token == IMAGE_TOKEN_INDEX else 1
+        if length > max_length:
+            return input_ids[:index], labels[:index]
+    return input_ids, labels
+
+
+@TRANSFORMS.register_module()
+class TokenizeConversation(BaseTransform):
+    """Render ``conversations`` with a chat template and tokenize them.
+
+    In ``'train'`` mode adds ``input_ids`` and ``labels`` (``-100`` where not
+    supervised). In ``'predict'`` mode the last answer, if any, becomes
+    ``gt_answer`` and ``input_ids`` end with the assistant prefix.
+
+    Truncation: with ``max_length`` set, a sample longer than that (images
+    counted as ``num_image_tokens`` rows) is cut at the end, never inside an
+    image; images cut off are dropped from ``images``. Each truncation is
+    logged with a running count. A sample that keeps no supervised token is
+    dropped (the dataset draws another one), also logged and counted.
+
+    Args:
+        tokenizer (dict): Tokenizer config (``PretrainedTokenizer``).
+        template (str): Chat template name (``plain``, ``vicuna_v1``, ...).
+        max_length (int, optional): Longest sequence the model sees.
+        num_image_tokens (int): Feature rows one image becomes (576 for
+            CLIP ViT-L/14 at 336 px). Needed with ``max_length``.
+        mode (str): ``'train'`` or ``'predict'``. Defaults to ``'train'``.
+    """
+
+    def __init__(self,
+                 tokenizer: dict,
+                 template: str,
+                 max_length: Optional[int] = None,
+                 num_image_tokens: Optional[int] = None,
+                 mode: str = 'train') -> None:
+        if mode not in ('train', 'predict'):
+            raise ValueError(f"mode must be 'train' or 'predict', got {mode!r}")
+        if max_length is not None and num_image_tokens is None:
+            raise ValueError('max_length needs num_image_tokens (the feature '
+                             'rows of one image) to count sample lengths.')
+        self.tokenizer = build_tokenizer(tokenizer)
+        self.template = get_template(template)
+        self.max_length = max_length
+        self.num_image_tokens = num_image_tokens
+        self.mode = mode
+        self.num_truncated = 0
+        self.num_dropped = 0
+
+    def transform(self, results: dict) -> Optional[dict]:
+        sample_id = results.get('sample_id')
+        has_image = results.get('img_path') is not None
+        turns = results['conversations']
+        if self.mode == 'predict':
+            if turns[-1]['from'] == GPT:
+                results['gt_answer'] = turns[-1]['value']
+                turns = turns[:-1]
+            results['input_ids'] = build_generation_prompt(
+                turns, self.template, self.tokenizer, has_image, sample_id)
+            return results
+        input_ids, labels = tokenize_conversation(
+            turns, self.template, self.tokenizer, has_image, sample_id)
+        if self.max_length is not None:
+            full_length = len(input_ids)
+            input_ids, labels = truncate_to_length(
+                input_ids, labels, self.max_length, self.num_image_tokens)
+            if len(input_ids) < full_length:
+                return self._after_truncation(results, input_ids, labels,
+                                              full_length)
+        results['input_ids'], results['labels'] = input_ids, labels
+        return results
+
+    def _after_truncation(self, results: dict, input_ids: list[int],
+                          labels: list[int], full_length: int
+                          ) -> Optional[dict]:
+        sample_id = results.get('sample_id')
+        if all(label == IGNORE_INDEX for label in labels):
+            self.num_dropped += 1
+            print_log(
+                f'Sample {sample_id!r} dropped: truncated to max_length '
+                f'{self.max_length} it keeps no supervised token '
+                f'({self.num_dropped} dropped in this worker so far).',
+                logger='current', level=30)
+            return None
+        self.num_truncated += 1
+        print_log(
+            f'Sample {sample_id!r} truncated from {full_length} to '
+            f'{len(input_ids)} tokens (max_length {self.max_length}; '
+            f'{self.num_truncated} truncated in this worker so far).',
+            logger='current', level=30)
+        kept_images = input_ids.count(IMAGE_TOKEN_INDEX)
+        results['images'] = results.get('images', [])[:kept_images]
+        if 'pixel_values' in results:
+            results['pixel_values'] = results['pixel_values'][:kept_images]
+        results['input_ids'], results['labels'] = input_ids, labels
+        return results

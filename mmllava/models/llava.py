@@ -1,0 +1,305 @@
+"""LLaVA: vision encoder -> projector -> image features spliced into the
+LLM's input embeddings -> causal LM."""
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model import BaseModel
+from mmpretrain.structures import DataSample
+from safetensors.torch import load_file
+from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from mmllava.conversation import get_template
+from mmllava.models.projectors import build_projector
+from mmllava.models.tokenizer import build_tokenizer
+from mmllava.registry import MODELS
+
+
+def splice_image_features(
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: Optional[torch.Tensor],
+        image_features: Sequence[Sequence[torch.Tensor]],
+        embed_tokens: Callable[[torch.Tensor], torch.Tensor],
+        padding_side: str = 'right',
+        sample_names: Optional[Sequence[object]] = None,
+) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """Replace each image placeholder with that image's feature rows.
+
+    Args:
+        input_ids (Tensor): ``(B, L)`` ids; :data:`IMAGE_TOKEN_INDEX` marks an
+            image. Positions outside ``attention_mask`` are padding.
+        attention_mask (Tensor): ``(B, L)``, 1 for real tokens.
+        labels (Tensor, optional): ``(B, L)`` labels.
+        image_features (Sequence[Sequence[Tensor]]): Per sample, one
+            ``(N_i, C)`` tensor per image, in placeholder order. ``N_i`` may
+            differ between images.
+        embed_tokens (Callable): The LLM's input embedding.
+        padding_side (str): Where the new padding goes: ``'right'`` for
+            training, ``'left'`` for generation.
+        sample_names (Sequence, optional): Named in errors.
+
+    Returns:
+        tuple: ``inputs_embeds`` ``(B, L', C)``, ``attention_mask`` ``(B,
+        L')`` and ``labels`` ``(B, L')`` (or None). Image rows are labelled
+        :data:`IGNORE_INDEX`.
+    """
+    is_image = input_ids == IMAGE_TOKEN_INDEX
+    # (B, L) -> (B, L, C); placeholders embed as id 0 and are dropped below.
+    text_embeds = embed_tokens(input_ids.masked_fill(is_image, 0))
+    sequences, sequence_labels = [], []
+    for index in range(input_ids.shape[0]):
+        valid = attention_mask[index].bool()
+        embeds = text_embeds[index][valid]
+        sample_labels = labels[index][valid] if labels is not None else None
+        positions = is_image[index][valid].nonzero().flatten().tolist()
+        features = image_features[index]
+        if len(positions) != len(features):
+            name = sample_names[index] if sample_names else index
+            raise ValueError(
+                f'Sample {name!r}: image placeholders and images do not '
+                f'match: {len(positions)} placeholders, {len(features)} '
+                'images.')
+        pieces, label_pieces, start = [], [], 0
+        for position, image in zip(positions, features):
+            pieces += [embeds[start:position], image.to(embeds.dtype)]
+            if sample_labels is not None:
+                label_pieces += [
+                    sample_labels[start:position],
+                    sample_labels.new_full((len(image), ), IGNORE_INDEX)]
+            start = position + 1
+        pieces.append(embeds[start:])
+        sequences.append(torch.cat(pieces))
+        if sample_labels is not None:
+            label_pieces.append(sample_labels[start:])
+            sequence_labels.append(torch.cat(label_pieces))
+
+    batch_size, width = len(sequences), text_embeds.shape[-1]
+    max_len = max(len(sequence) for sequence in sequences)
+    inputs_embeds = text_embeds.new_zeros(batch_size, max_len, width)
+    new_mask = attention_mask.new_zeros(batch_size, max_len)
+    new_labels = input_ids.new_full((batch_size, max_len), IGNORE_INDEX) \
+        if labels is not None else None
+    for index, sequence in enumerate(sequences):
+        span = slice(0, len(sequence)) if padding_side == 'right' \
+            else slice(max_len - len(sequence), max_len)
+        inputs_embeds[index, span] = sequence
+        new_mask[index, span] = 1
+        if new_labels is not None:
+            new_labels[index, span] = sequence_labels[index]
+    return inputs_embeds, new_mask, new_labels
+
+
+def load_projector_state(path: str) -> dict:
+    """Read projector weights from a stage-1 result.
+
+    Accepts a stage-1 work dir (its latest checkpoint, as named in its
+    ``last_checkpoint`` file), an mmllava checkpoint (``.pth``, keys
+    ``projector.*``), a safetensors file, or the official
+    ``mm_projector.bin`` (keys ``model.mm_projector.*``).
+    """
+    if Path(path).is_dir():
+        pointer = Path(path) / 'last_checkpoint'
+        if not pointer.is_file():
+            raise FileNotFoundError(
+                f'{path} is a folder without a last_checkpoint file; give a '
+                'checkpoint file or a finished stage-1 work dir.')
+        path = pointer.read_text().strip()
+    if not Path(path).is_file():
+        raise FileNotFoundError(f'Projector weights not found: {path}')
+    if path.endswith('.safetensors'):
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+        state = state.get('state_dict', state)
+    for prefix in ('projector.', 'model.mm_projector.', 'mm_projector.'):
+        selected = {key[len(prefix):]: value for key, value in state.items()
+                    if key.startswith(prefix)}
+        if selected:
+            return selected
+    raise KeyError(f'No projector weights in {path} (looked for keys '
+                   "starting with 'projector.' or 'model.mm_projector.').")
+
+
+@MODELS.register_module()
+class LLaVA(BaseModel):
+    """LLaVA: a vision encoder, a projector and a causal LLM.
+
+    Args:
+        vision_encoder (dict): Config of a vision encoder
+            (``CLIPVisionEncoder`` / ``SiglipVisionEncoder``).
+        llm (dict): Config of the causal LM (``HFCausalLM``).
+        tokenizer (dict): Config of the tokenizer (``PretrainedTokenizer``).
+        projector (dict): ``type`` is ``'linear'``, ``'mlp{N}x_gelu'``,
+            ``'identity'`` or a registered projector. Defaults to
+            ``dict(type='mlp2x_gelu')``.
+        template (str): Chat template used to end generated text.
+            Defaults to ``'vicuna_v1'``.
+        freeze_vision_encoder (bool): Defaults to True (both stages).
+        freeze_llm (bool): True in stage 1, False in stage 2.
+        projector_pretrained (str, optional): Stage-1 projector weights to
+            load (see :func:`load_projector_state`).
+        generation_cfg (dict): Passed to ``generate`` in predict mode.
+            Defaults to greedy decoding of up to 128 tokens.
+        data_preprocessor (dict, optional): Defaults to
+            ``LLaVADataPreprocessor``.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(self,
+                 vision_encoder: dict,
+                 llm: dict,
+                 tokenizer: dict,
+                 projector: dict = dict(type='mlp2x_gelu'),
+                 template: str = 'vicuna_v1',
+                 freeze_vision_encoder: bool = True,
+                 freeze_llm: bool = False,
+                 projector_pretrained: Optional[str] = None,
+                 generation_cfg: dict = dict(
+                     max_new_tokens=128, do_sample=False),
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(
+            data_preprocessor=data_preprocessor
+            or dict(type='LLaVADataPreprocessor'),
+            init_cfg=init_cfg)
+        self.vision_encoder = MODELS.build(vision_encoder)
+        self.llm = MODELS.build(llm)
+        self.tokenizer = build_tokenizer(tokenizer)
+        self.projector = build_projector(
+            projector, self.vision_encoder.hidden_size,
+            self.llm.config.hidden_size)
+        if projector_pretrained is not None:
+            self.projector.load_state_dict(
+                load_projector_state(projector_pretrained))
+        self.template = get_template(template)
+        self.generation_cfg = dict(generation_cfg)
+        if freeze_vision_encoder:
+            self.vision_encoder.freeze()
+        elif self.vision_encoder.trainable_from_layer is not None:
+            raise ValueError('trainable_from_layer only applies to a frozen '
+                             'vision encoder (freeze_vision_encoder=True).')
+        if freeze_llm:
+            self.llm.requires_grad_(False)
+        print_log('Trainable parameters: ' + ', '.join(
+            f'{name} {count:,}'
+            for name, count in self.trainable_parameter_counts().items()),
+            logger='current')
+
+    def trainable_parameter_counts(self) -> dict[str, int]:
+        """Trainable parameter count of each part."""
+        return {
+            name: sum(p.numel() for p in part.parameters() if p.requires_grad)
+            for name, part in (('vision_encoder', self.vision_encoder),
+                               ('projector', self.projector),
+                               ('llm', self.llm))
+        }
+
+    def init_weights(self) -> None:
+        """Keep the transformers initialisation and loaded weights."""
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W) -> (N, N_patches, C_llm)``."""
+        # (N, 3, H, W) -> (N, N_patches, C_vision) -> (N, N_patches, C_llm)
+        return self.projector(self.vision_encoder(pixel_values))
+
+    def _embed_inputs(self, input_ids, attention_mask, labels, pixel_values,
+                      num_images, data_samples, padding_side):
+        features_per_sample: list[list[torch.Tensor]] = [
+            [] for _ in num_images]
+        if pixel_values is not None:
+            image_features = self.encode_images(pixel_values)
+            flat = iter(image_features)
+            features_per_sample = [[next(flat) for _ in range(count)]
+                                   for count in num_images]
+        names = [sample.metainfo.get('sample_id') for sample in data_samples] \
+            if data_samples else None
+        return splice_image_features(
+            input_ids, attention_mask, labels, features_per_sample,
+            self.llm.get_input_embeddings(), padding_side, names)
+
+    def forward(self,
+                input_ids: torch.Tensor,
+                attention_mask: torch.Tensor,
+                labels: Optional[torch.Tensor] = None,
+                pixel_values: Optional[torch.Tensor] = None,
+                num_images: Optional[Sequence[int]] = None,
+                data_samples: Optional[list] = None,
+                mode: str = 'tensor'):
+        """Run in mmengine's three modes.
+
+        ``'loss'`` returns ``dict(loss=...)``; ``'predict'`` returns
+        :class:`DataSample` s with ``pred_text``; ``'tensor'`` returns the
+        logits ``(B, L', V)``.
+        """
+        num_images = num_images if num_images is not None \
+            else [0] * len(input_ids)
+        if mode == 'loss':
+            return self.loss(input_ids, attention_mask, labels, pixel_values,
+                             num_images, data_samples)
+        if mode == 'predict':
+            return self.predict(input_ids, attention_mask, pixel_values,
+                                num_images, data_samples)
+        if mode == 'tensor':
+            embeds, mask, _ = self._embed_inputs(
+                input_ids, attention_mask, None, pixel_values, num_images,
+                data_samples, 'right')
+            return self.llm(inputs_embeds=embeds, attention_mask=mask,
+                            use_cache=False).logits
+        raise ValueError(f'Unknown mode {mode!r}')
+
+    def loss(self, input_ids, attention_mask, labels, pixel_values,
+             num_images, data_samples) -> dict:
+        """Next-token cross entropy over supervised tokens only.
+
+        Logits are computed only where a label is supervised (the LM head
+        over the whole vocabulary is the costliest layer of a small LLM).
+        A batch without supervised tokens gives a zero loss with zero
+        gradient.
+        """
+        if labels is None:
+            raise ValueError("mode='loss' needs labels")
+        embeds, mask, labels = self._embed_inputs(
+            input_ids, attention_mask, labels, pixel_values, num_images,
+            data_samples, 'right')
+        # use_cache=False: with the cache on, transformers 5 Llama ignores
+        # explicit position ids (see docs/design.md).
+        hidden = self.llm.get_decoder()(
+            inputs_embeds=embeds, attention_mask=mask,
+            use_cache=False).last_hidden_state
+        # Position t predicts label t + 1.
+        targets = labels[:, 1:]
+        supervised = targets != IGNORE_INDEX
+        # (B, L'-1, C) -> (N_supervised, C) -> (N_supervised, V)
+        logits = self.llm.get_output_embeddings()(hidden[:, :-1][supervised])
+        num_tokens = int(supervised.sum())
+        loss = F.cross_entropy(logits.float(), targets[supervised],
+                               reduction='sum') / max(num_tokens, 1)
+        # Keeps the graph connected (zero gradient) when nothing is
+        # supervised, so every parameter still gets a gradient.
+        loss = loss + hidden.sum() * 0.0
+        return dict(loss=loss)
+
+    @torch.no_grad()
+    def predict(self, input_ids, attention_mask, pixel_values, num_images,
+                data_samples) -> list[DataSample]:
+        """Generate (greedy unless ``generation_cfg`` says otherwise) and
+        decode the answer of each sample."""
+        embeds, mask, _ = self._embed_inputs(
+            input_ids, attention_mask, None, pixel_values, num_images,
+            data_samples, 'left')
+        generated = self.llm.generate(
+            inputs_embeds=embeds, attention_mask=mask,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id, **self.generation_cfg)
+        texts = self.tokenizer.batch_decode(
+            generated, skip_special_tokens=True)
+        samples = data_samples or [DataSample() for _ in texts]
+        for sample, text in zip(samples, texts):
+            sample.set_field(self._cut_at_stop(text), 'pred_text',
+                             field_type='metainfo')
+        return samples
+
+    def _cut_at_stop(self, text: str) -> str:
+        return text.lstrip().split(self.template.stop)[0].strip()

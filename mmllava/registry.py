@@ -1,0 +1,34 @@
+"""The registries of mmllava, children of mmengine's root registries.
+
+Each child carries ``locations`` so that building ``dict(type='LLaVA')`` under
+the ``mmllava`` scope imports the module that registers it; configs need no
+hand imports.
+"""
+from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import Registry
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
+
+MODELS = Registry(
+    'model', parent=MMENGINE_MODELS, scope='mmllava',
+    locations=['mmllava.models'])
+TOKENIZERS = Registry(
+    'tokenizer', scope='mmllava', locations=['mmllava.models'])
+DATASETS = Registry(
+    'dataset', parent=MMENGINE_DATASETS, scope='mmllava',
+    locations=['mmllava.datasets'])
+TRANSFORMS = Registry(
+    'transform', parent=MMENGINE_TRANSFORMS, scope='mmllava',
+    locations=['mmllava.datasets.transforms'])
+DATA_SAMPLERS = Registry(
+    'data sampler', parent=MMENGINE_DATA_SAMPLERS, scope='mmllava',
+    locations=['mmllava.datasets'])
+METRICS = Registry(
+    'metric', parent=MMENGINE_METRICS, scope='mmllava',
+    locations=['mmllava.evaluation'])
+HOOKS = Registry(
+    'hook', parent=MMENGINE_HOOKS, scope='mmllava',
+    locations=['mmllava.engine'])
