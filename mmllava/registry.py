@@ -6,8 +6,6 @@ hand imports.
 """
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
-from mmengine.registry import HOOKS as MMENGINE_HOOKS
-from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
@@ -26,9 +24,3 @@ TRANSFORMS = Registry(
 DATA_SAMPLERS = Registry(
     'data sampler', parent=MMENGINE_DATA_SAMPLERS, scope='mmllava',
     locations=['mmllava.datasets'])
-METRICS = Registry(
-    'metric', parent=MMENGINE_METRICS, scope='mmllava',
-    locations=['mmllava.evaluation'])
-HOOKS = Registry(
-    'hook', parent=MMENGINE_HOOKS, scope='mmllava',
-    locations=['mmllava.engine'])

@@ -15,13 +15,6 @@ model = dict(
 # The recipe's 2e-5 suits a 7B LLM at batch 128; the toy LLM at batch 16
 # learns at a larger rate.
 optim_wrapper = dict(optimizer=dict(lr=5e-4))
-train_cfg = dict(max_epochs=2)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0,
-         end=0.06, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=0.06,
-         end=2, convert_to_iter_based=True),
-]
 
 batch_size = 16
 data_root = 'data/demo/'

@@ -7,12 +7,12 @@ _base_ = [
 ]
 
 model = dict(freeze_llm=True, template='plain')
-train_cfg = dict(max_epochs=2)
+train_cfg = dict(max_epochs=3)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0,
          end=0.06, convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=0.06,
-         end=2, convert_to_iter_based=True),
+         end=3, convert_to_iter_based=True),
 ]
 
 data_root = 'data/demo/'

@@ -59,8 +59,11 @@ def check_record(record: object, index: int, data_file: str) -> None:
                 or not isinstance(turn.get('value'), str):
             fail(f'turn {turn_index} must be {{"from": "human"|"gpt", '
                  f'"value": str}}, got {turn!r:.200}')
-    if not any(turn['from'] == GPT for turn in turns):
-        fail('no "gpt" turn, so nothing to learn')
+    # A leading "gpt" turn is dropped when the conversation is rendered (as
+    # in the official preprocessing), so it does not count as an answer.
+    answers = turns[1:] if turns[0]['from'] == GPT else turns
+    if not any(turn['from'] == GPT for turn in answers):
+        fail('no "gpt" turn after a "human" turn, so nothing to learn')
 
 
 @DATASETS.register_module()

@@ -210,15 +210,14 @@ def grid_cell(box: tuple[int, int, int, int],
     centre of ``box``."""
     x1, y1, x2, y2 = box
     # 3 * centre / side, with the centre at (x1 + x2) / 2.
-    column = min(int(1.5 * (x1 + x2) / image_size), 2)
-    row = min(int(1.5 * (y1 + y2) / image_size), 2)
-    return row, column
+    return int(1.5 * (y1 + y2) / image_size), int(1.5 * (x1 + x2) /
+                                                  image_size)
 
 
 def _place(rng: random.Random, cell: int, side: int, image_size: int) -> int:
     """Pick the first pixel of a ``side``-pixel span inside grid cell
-    ``cell`` along one axis, one pixel clear of the cell's edges when the
-    cell has room, so that neighbouring shapes never touch."""
+    ``cell`` along one axis, one pixel clear of the cell's edges where the
+    cell has room, so that neighbouring shapes do not touch."""
     low = -(-cell * image_size // 3)
     high = (cell + 1) * image_size // 3 - side
     if high - low >= 2:
@@ -405,7 +404,8 @@ def detailed_description(scene: Scene) -> str:
 def _object_questions(scene: Scene) -> dict[str, list[QA]]:
     """Questions about single objects' colour, shape, size and place."""
     shape_counts = Counter(obj.shape for obj in scene.objects)
-    kinds: dict[str, list[QA]] = dict(colour=[], shape=[], size=[], position=[])
+    kinds: dict[str, list[QA]] = dict(
+        colour=[], shape=[], size=[], position=[])
     for obj in scene.objects:
         where = f'the shape {position_phrase(obj.position)}'
         kinds['colour'].append(
@@ -736,8 +736,10 @@ def eval_records(scene: Scene, rng: random.Random,
     kind) and ``answer``, the reference (the text of the gpt turn).
     """
     pairs = [('caption', CAPTION_PROMPT, caption(scene))]
-    pairs += [(qa.kind, f'{qa.question}\n{SHORT_ANSWER_PROMPT}', _cap(qa.short))
-              for qa in _pick(scene_questions(scene, rng), num_questions, rng)]
+    pairs += [
+        (qa.kind, f'{qa.question}\n{SHORT_ANSWER_PROMPT}', _cap(qa.short))
+        for qa in _pick(scene_questions(scene, rng), num_questions, rng)
+    ]
     records = []
     for kind, question, answer in pairs:
         record = _image_record(f'{scene.id}_{kind}', scene,

@@ -9,6 +9,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmpretrain.structures import DataSample
 from safetensors.torch import load_file
+from torch import nn
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import get_template
 from mmllava.models.projectors import build_projector
@@ -160,10 +161,14 @@ class LLaVA(BaseModel):
                      max_new_tokens=128, do_sample=False),
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(
-            data_preprocessor=data_preprocessor
-            or dict(type='LLaVADataPreprocessor'),
-            init_cfg=init_cfg)
+        # Built from mmllava's registry: BaseModel would look the type up in
+        # mmengine's root registry, which finds it only inside a runner that
+        # sets default_scope='mmllava'.
+        if not isinstance(data_preprocessor, nn.Module):
+            data_preprocessor = MODELS.build(
+                data_preprocessor or dict(type='LLaVADataPreprocessor'))
+        super().__init__(data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
         self.vision_encoder = MODELS.build(vision_encoder)
         self.llm = MODELS.build(llm)
         self.tokenizer = build_tokenizer(tokenizer)
@@ -208,6 +213,10 @@ class LLaVA(BaseModel):
                       num_images, data_samples, padding_side):
         features_per_sample: list[list[torch.Tensor]] = [
             [] for _ in num_images]
+        num_given = 0 if pixel_values is None else len(pixel_values)
+        if num_given != sum(num_images):
+            raise ValueError(f'{num_given} images given for a batch whose '
+                             f'samples count {sum(num_images)} ({num_images}).')
         if pixel_values is not None:
             image_features = self.encode_images(pixel_values)
             flat = iter(image_features)
@@ -279,7 +288,28 @@ class LLaVA(BaseModel):
         # Keeps the graph connected (zero gradient) when nothing is
         # supervised, so every parameter still gets a gradient.
         loss = loss + hidden.sum() * 0.0
+        if pixel_values is None:
+            loss = loss + self._empty_image_term()
         return dict(loss=loss)
+
+    def _empty_image_term(self) -> torch.Tensor:
+        """Zero, computed through the trainable part of the image path.
+
+        A batch without images (modality-grouped text-only batches are
+        common in stage 2) would otherwise leave the projector and any
+        trainable vision layers without a gradient, which distributed data
+        parallel training rejects. Like the official code, a zero image goes
+        through a partly trainable encoder; a frozen one is skipped.
+        """
+        device = next(self.vision_encoder.parameters()).device
+        if any(p.requires_grad for p in self.vision_encoder.parameters()):
+            size = self.vision_encoder.model.config.image_size
+            features = self.encode_images(
+                torch.zeros(1, 3, size, size, device=device))
+        else:
+            features = self.projector(torch.zeros(
+                0, self.vision_encoder.hidden_size, device=device))
+        return features.sum() * 0.0
 
     @torch.no_grad()
     def predict(self, input_ids, attention_mask, pixel_values, num_images,

@@ -72,11 +72,21 @@ class HFVisionEncoder(nn.Module):
     def layers(self) -> nn.ModuleList:
         return self.model.encoder.layers
 
+    @property
+    def num_used_layers(self) -> int:
+        """Layers that feed the selected hidden state (hidden state 0 is the
+        embedding output, hidden state i the output of layer i - 1)."""
+        if self.select_layer < 0:
+            return len(self.layers) + 1 + self.select_layer
+        return self.select_layer
+
     def freeze(self) -> None:
-        """Stop gradients, except in layers from ``trainable_from_layer``."""
+        """Stop gradients, except in layers from ``trainable_from_layer`` up
+        to the selected one (layers after it never reach the output)."""
         self.requires_grad_(False)
         if self.trainable_from_layer is not None:
-            for layer in self.layers[self.trainable_from_layer:]:
+            for layer in self.layers[self.trainable_from_layer:
+                                     self.num_used_layers]:
                 layer.requires_grad_(True)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:

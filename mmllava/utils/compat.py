@@ -4,6 +4,19 @@ import torch
 from mmengine.logging import HistoryBuffer
 
 
+def _history_buffer_state(self: HistoryBuffer) -> dict:
+    """``HistoryBuffer.__getstate__`` without the statistics methods.
+
+    mmengine 0.10.7 pickles the class-level statistics methods with each
+    buffer; pickle stores them through ``builtins.getattr``, which
+    ``weights_only`` loading rightly refuses. They are registered again on
+    import, and ``__setstate__`` already accepts a state without them.
+    """
+    state = dict(self.__dict__)
+    state.pop('statistics_methods', None)
+    return state
+
+
 def allow_mmengine_checkpoint_globals() -> None:
     """Let ``torch.load(weights_only=True)`` read mmengine checkpoints.
 
@@ -20,4 +33,5 @@ def allow_mmengine_checkpoint_globals() -> None:
     torch.serialization.add_safe_globals([HistoryBuffer, *numpy_types])
 
 
+HistoryBuffer.__getstate__ = _history_buffer_state
 allow_mmengine_checkpoint_globals()

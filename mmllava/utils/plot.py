@@ -5,6 +5,7 @@ from typing import Union
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 PathLike = Union[str, Path]
 
@@ -108,6 +109,7 @@ def plot_loss_curves(scalar_files: list,
         (raw, ) = axes.plot(iters, values, linewidth=1, alpha=0.3)
         axes.plot(iters, smooth(values), color=raw.get_color(),
                   linewidth=1.8, label=run_name(scalar_file))
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel('iteration')
     axes.set_ylabel(key)
     axes.set_title(f'{key} per iteration')

@@ -9,6 +9,7 @@ import json
 import re
 import runpy
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -256,6 +257,27 @@ def test_captions_and_descriptions_mention_every_object(out_dir, scenes):
             assert re.search(rf"\b{obj['position']}\b", text)
 
 
+def test_description_relations_are_true(out_dir, scenes):
+    details = [record for record in load(out_dir, 'instruct.json')
+               if record['id'].endswith('_detail')]
+    relations = 0
+    for record in details:
+        objects = scene_of(record, scenes)['objects']
+        text = record['conversations'][1]['value']
+        for match in re.finditer(r'An? (?:small|large) (\w+ \w+) is [^,.]+, '
+                                 r'([a-z ]+) the (\w+ \w+)\.', text):
+            obj, other = by_name(objects, match[1]), by_name(objects, match[3])
+            for word in match[2].split(' and '):
+                assert {
+                    'above': obj['row'] < other['row'],
+                    'below': obj['row'] > other['row'],
+                    'to the left of': obj['column'] < other['column'],
+                    'to the right of': obj['column'] > other['column'],
+                }[word], (text, match[0])
+            relations += 1
+    assert relations > 0
+
+
 def test_pretrain_records(out_dir):
     records = load(out_dir, 'pretrain.json')
     prompts, before, after = set(), 0, 0
@@ -366,6 +388,14 @@ def test_image_sizes(tmp_path, image_size):
             x1, y1, x2, y2 = obj['box']
             centre = image.getpixel(((x1 + x2) // 2, (y1 + y2) // 2))
             assert centre == COLOURS[obj['colour']]
+
+
+@pytest.mark.slow
+def test_full_size_generation_takes_seconds(tmp_path):
+    start = time.perf_counter()
+    written = generate_demo_dataset(tmp_path)
+    assert time.perf_counter() - start < 20
+    assert written['num_images'] == 2200
 
 
 def test_too_small_image_is_refused(tmp_path):

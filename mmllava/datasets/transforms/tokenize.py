@@ -4,7 +4,8 @@ from typing import Optional
 from mmcv.transforms import BaseTransform
 from mmengine.logging import print_log
 
-from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from mmllava.constants import (IGNORE_INDEX, IMAGE_PLACEHOLDER,
+                               IMAGE_TOKEN_INDEX)
 from mmllava.conversation import (GPT, build_generation_prompt,
                                   get_template, tokenize_conversation)
 from mmllava.models.tokenizer import build_tokenizer
@@ -26,6 +27,17 @@ def truncate_to_length(input_ids: list[int], labels: list[int],
         if length > max_length:
             return input_ids[:index], labels[:index]
     return input_ids, labels
+
+
+def check_image_count(input_ids: list[int], num_images: int,
+                      sample_id: object) -> None:
+    """Fail early, naming the sample, when placeholders and images differ."""
+    num_placeholders = input_ids.count(IMAGE_TOKEN_INDEX)
+    if num_placeholders != num_images:
+        raise ValueError(
+            f'Sample {sample_id!r}: image placeholders and images do not '
+            f'match: {num_placeholders} placeholders, {num_images} images '
+            f'(each image needs one {IMAGE_PLACEHOLDER} in a human turn).')
 
 
 @TRANSFORMS.register_module()
@@ -59,6 +71,9 @@ class TokenizeConversation(BaseTransform):
                  mode: str = 'train') -> None:
         if mode not in ('train', 'predict'):
             raise ValueError(f"mode must be 'train' or 'predict', got {mode!r}")
+        if mode == 'predict' and max_length is not None:
+            raise ValueError('max_length applies to training samples only; '
+                             "leave it unset in 'predict' mode.")
         if max_length is not None and num_image_tokens is None:
             raise ValueError('max_length needs num_image_tokens (the feature '
                              'rows of one image) to count sample lengths.')
@@ -80,9 +95,11 @@ class TokenizeConversation(BaseTransform):
                 turns = turns[:-1]
             results['input_ids'] = build_generation_prompt(
                 turns, self.template, self.tokenizer, has_image, sample_id)
+            check_image_count(results['input_ids'], int(has_image), sample_id)
             return results
         input_ids, labels = tokenize_conversation(
             turns, self.template, self.tokenizer, has_image, sample_id)
+        check_image_count(input_ids, int(has_image), sample_id)
         if self.max_length is not None:
             full_length = len(input_ids)
             input_ids, labels = truncate_to_length(

@@ -2,38 +2,39 @@
 # vision tower (64 px, 8 px patches) and a small Llama that first learned the
 # demo's language (tools/run_demo.py makes both, with the real LLaMA-format
 # tokenizer from the mistral-common wheel), loaded like real checkpoints.
+# Sized to train both stages in a few minutes on 2 CPU cores.
 demo_root = 'checkpoints/demo/'
 vision_encoder_path = demo_root + 'vision_encoder'
 llm_path = demo_root + 'llm'
 tokenizer_path = demo_root + 'tokenizer'
 
-# (64 / 8) ** 2 patches per image; CLS dropped.
-num_image_tokens = 64
+# (48 / 8) ** 2 patches per image; CLS dropped.
+num_image_tokens = 36
 max_length = 512
 image_mean = (0.48145466, 0.4578275, 0.40821073)
 
 # How tools/run_demo.py makes the weights and the data.
 demo = dict(
     data_dir='data/demo',
-    num_train=2000,
+    num_train=600,
     num_eval=200,
-    image_size=64,
+    image_size=48,
     tokenizer_dir=tokenizer_path,
     vision_encoder_dir=vision_encoder_path,
     vision_config=dict(
         hidden_size=128, intermediate_size=512, num_hidden_layers=4,
-        num_attention_heads=4, image_size=64, patch_size=8),
+        num_attention_heads=4, image_size=48, patch_size=8),
     image_processor=dict(
-        size=dict(shortest_edge=64), crop_size=dict(height=64, width=64),
+        size=dict(shortest_edge=48), crop_size=dict(height=48, width=48),
         image_mean=list(image_mean),
         image_std=[0.26862954, 0.26130258, 0.27577711]),
     llm_dir=llm_path,
     llm_config=dict(
-        model_type='llama', vocab_size=32000, hidden_size=256,
-        intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
+        model_type='llama', vocab_size=32000, hidden_size=128,
+        intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
         num_key_value_heads=4, max_position_embeddings=1024,
         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2),
-    lm_pretrain=dict(epochs=4, seq_len=128, batch_size=16, lr=2e-3),
+    lm_pretrain=dict(epochs=2, seq_len=128, batch_size=16, lr=3e-3),
 )
 
 tokenizer = dict(type='PretrainedTokenizer', pretrained=tokenizer_path,

@@ -1,0 +1,500 @@
+"""``mmllava/datasets/transforms``: image loading and padding, the image
+processor, tokenization with truncation, and packing.
+
+Expected values are worked out here independently: the official
+``expand2square`` is written out again, pixel values come from a direct call
+to transformers' ``CLIPImageProcessor``, and truncation points are found by
+counting expanded lengths in the test.
+"""
+import logging
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from mmengine.logging import MMLogger
+from PIL import Image
+from skimage import data as photos
+
+from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from mmllava.conversation import (build_generation_prompt, get_template,
+                                  tokenize_conversation)
+from mmllava.datasets.transforms import (LoadImage, PackLLaVAInputs,
+                                         PadToSquare, ProcessImage,
+                                         TokenizeConversation)
+from mmllava.demo.tokenizer import write_llama_tokenizer
+from mmllava.models.tokenizer import build_tokenizer
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+# int(255 * mean) per channel, as the official expand2square call computes.
+CLIP_PAD_COLOUR = (122, 116, 104)
+PROCESSOR_CFG = dict(type='CLIPImageProcessor', size=dict(shortest_edge=32),
+                     crop_size=dict(height=32, width=32))
+
+
+def official_expand2square(pil_img, background_color):
+    """``llava.train.train.expand2square``, written out again."""
+    width, height = pil_img.size
+    if width == height:
+        return pil_img
+    elif width > height:
+        result = Image.new(pil_img.mode, (width, width), background_color)
+        result.paste(pil_img, (0, (width - height) // 2))
+        return result
+    else:
+        result = Image.new(pil_img.mode, (height, height), background_color)
+        result.paste(pil_img, ((height - width) // 2, 0))
+        return result
+
+
+@pytest.fixture(scope='module')
+def tokenizer_cfg(tmp_path_factory):
+    folder = write_llama_tokenizer(str(tmp_path_factory.mktemp('tokenizer')))
+    return dict(type='PretrainedTokenizer', pretrained=folder)
+
+
+@pytest.fixture(scope='module')
+def tokenizer(tokenizer_cfg):
+    # Transforms accept a built tokenizer too; the tests below share this one
+    # rather than load it again per transform. The config path is covered by
+    # test_train_mode_equals_tokenize_conversation and the dataset tests.
+    return build_tokenizer(tokenizer_cfg)
+
+
+@pytest.fixture(scope='module')
+def image_files(tmp_path_factory):
+    """Real photos in several PIL modes, formats and non-square sizes."""
+    folder = tmp_path_factory.mktemp('images')
+    files = {}
+
+    def save(name, image):
+        files[name] = folder / name
+        image.save(files[name])
+
+    save('rgb_tall.png', Image.fromarray(photos.astronaut()[:, 100:400]))
+    save('gray_wide.png', Image.fromarray(photos.camera()[150:351]))
+    rgba = Image.fromarray(photos.chelsea()).convert('RGBA')
+    alpha = np.tile(np.linspace(0, 255, rgba.width, dtype=np.uint8),
+                    (rgba.height, 1))
+    rgba.putalpha(Image.fromarray(alpha))
+    save('rgba.png', rgba)
+    save('palette.png', Image.fromarray(photos.rocket()).quantize(64))
+    save('cmyk.jpg', Image.fromarray(photos.coffee()).convert('CMYK'))
+    save('rgb.jpg', Image.fromarray(photos.coffee()))
+    return files
+
+
+def load(path, sample_id='sample'):
+    return LoadImage()(dict(img_path=str(path), sample_id=sample_id))
+
+
+# ---------------------------------------------------------------------------
+# LoadImage
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize('name,source_mode', [
+    ('rgb_tall.png', 'RGB'), ('gray_wide.png', 'L'), ('rgba.png', 'RGBA'),
+    ('palette.png', 'P'), ('cmyk.jpg', 'CMYK'), ('rgb.jpg', 'RGB')])
+def test_load_image_converts_any_mode_to_rgb(name, source_mode, image_files):
+    with Image.open(image_files[name]) as source:
+        assert source.mode == source_mode
+        expected = np.asarray(source.convert('RGB'))
+    images = load(image_files[name])['images']
+    assert len(images) == 1
+    assert images[0].mode == 'RGB'
+    np.testing.assert_array_equal(np.asarray(images[0]), expected)
+
+
+def test_load_image_grayscale_repeats_the_grey_value(image_files):
+    with Image.open(image_files['gray_wide.png']) as source:
+        grey = np.asarray(source)
+    assert grey.ndim == 2 and grey.std() > 10
+    rgb = np.asarray(load(image_files['gray_wide.png'])['images'][0])
+    assert rgb.shape == grey.shape + (3, )
+    for channel in range(3):
+        np.testing.assert_array_equal(rgb[..., channel], grey)
+
+
+def test_load_image_rgba_drops_alpha_keeps_colour(image_files):
+    with Image.open(image_files['rgba.png']) as source:
+        rgba = np.asarray(source)
+    # The alpha channel really varies, so a loader that composited it
+    # instead of dropping it would change the colours.
+    assert rgba[..., 3].min() == 0 and rgba[..., 3].max() == 255
+    rgb = np.asarray(load(image_files['rgba.png'])['images'][0])
+    np.testing.assert_array_equal(rgb, rgba[..., :3])
+
+
+def test_load_image_text_only_gives_no_images():
+    results = LoadImage()(dict(img_path=None, sample_id='text'))
+    assert results['images'] == []
+
+
+def test_load_image_missing_file_names_sample_and_path(tmp_path):
+    path = tmp_path / 'nowhere' / 'missing.jpg'
+    with pytest.raises(OSError) as info:
+        load(path, sample_id='000000033471')
+    assert "'000000033471'" in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_load_image_unreadable_file_names_sample_and_path(tmp_path):
+    path = tmp_path / 'broken.jpg'
+    path.write_bytes(b'this is not an image')
+    with pytest.raises(OSError) as info:
+        load(path, sample_id='broken-7')
+    assert "'broken-7'" in str(info.value) and str(path) in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# PadToSquare
+# ---------------------------------------------------------------------------
+def test_pad_colour_is_int_255_mean():
+    assert PadToSquare(mean=CLIP_MEAN).background == CLIP_PAD_COLOUR
+    assert PadToSquare(mean=(0.5, 0.5, 0.5)).background == (127, 127, 127)
+
+
+@pytest.mark.parametrize('size', [(300, 512), (512, 201), (451, 300),
+                                  (120, 47), (47, 120)])
+def test_pad_to_square_centres_original_pixels(size):
+    width, height = size
+    original = np.asarray(Image.fromarray(photos.astronaut()).resize(size))
+    image = Image.fromarray(original)
+    padded = PadToSquare(mean=CLIP_MEAN)(dict(images=[image]))['images']
+    assert len(padded) == 1
+    side = max(width, height)
+    assert padded[0].size == (side, side) and padded[0].mode == 'RGB'
+    result = np.asarray(padded[0])
+    left, top = (side - width) // 2, (side - height) // 2
+    np.testing.assert_array_equal(
+        result[top:top + height, left:left + width], original)
+    outside = np.ones((side, side), dtype=bool)
+    outside[top:top + height, left:left + width] = False
+    assert outside.sum() == side * side - width * height > 0
+    assert (result[outside] == CLIP_PAD_COLOUR).all()
+    # And the official function gives the same picture.
+    np.testing.assert_array_equal(
+        result, np.asarray(official_expand2square(image, CLIP_PAD_COLOUR)))
+
+
+def test_pad_to_square_keeps_square_images_and_every_image():
+    square = Image.fromarray(photos.astronaut())
+    wide = Image.fromarray(photos.coffee())
+    results = PadToSquare(mean=CLIP_MEAN)(dict(images=[square, wide]))
+    padded = results['images']
+    assert len(padded) == 2
+    np.testing.assert_array_equal(np.asarray(padded[0]), photos.astronaut())
+    assert padded[1].size == (600, 600)
+
+
+def test_pad_to_square_text_only_stays_empty():
+    assert PadToSquare(mean=CLIP_MEAN)(dict(images=[]))['images'] == []
+
+
+# ---------------------------------------------------------------------------
+# ProcessImage
+# ---------------------------------------------------------------------------
+def test_process_image_matches_clip_image_processor(image_files):
+    image = PadToSquare(mean=CLIP_MEAN)(
+        load(image_files['gray_wide.png']))['images'][0]
+    results = ProcessImage(PROCESSOR_CFG)(dict(images=[image]))
+    pixel_values = results['pixel_values']
+    assert pixel_values.shape == (1, 3, 32, 32)
+    assert pixel_values.dtype == torch.float32
+    reference = transformers.CLIPImageProcessor(
+        size=dict(shortest_edge=32), crop_size=dict(height=32, width=32))(
+            image, return_tensors='pt')['pixel_values']
+    torch.testing.assert_close(pixel_values, reference.float(), rtol=0,
+                               atol=0)
+    # Normalised: a real photo spans both signs.
+    assert pixel_values.min() < 0 < pixel_values.max()
+
+
+def test_process_image_loads_a_saved_processor(tmp_path, image_files):
+    saved = transformers.CLIPImageProcessor(
+        size=dict(shortest_edge=48), crop_size=dict(height=40, width=40),
+        image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25])
+    saved.save_pretrained(str(tmp_path))
+    images = [load(image_files[name])['images'][0]
+              for name in ('rgb.jpg', 'rgba.png')]
+    pixel_values = ProcessImage(dict(pretrained=str(tmp_path)))(
+        dict(images=images))['pixel_values']
+    assert pixel_values.shape == (2, 3, 40, 40)
+    reference = saved(images, return_tensors='pt')['pixel_values']
+    torch.testing.assert_close(pixel_values, reference.float(), rtol=0,
+                               atol=0)
+    # The saved settings are used, not CLIP's defaults.
+    default = ProcessImage(PROCESSOR_CFG)(dict(images=images))
+    assert default['pixel_values'].shape == (2, 3, 32, 32)
+
+
+def test_process_image_text_only_gives_empty_tensor():
+    results = ProcessImage(PROCESSOR_CFG)(dict(images=[]))
+    assert isinstance(results['pixel_values'], torch.Tensor)
+    assert results['pixel_values'].numel() == 0
+
+
+# ---------------------------------------------------------------------------
+# TokenizeConversation
+# ---------------------------------------------------------------------------
+def human(value):
+    return {'from': 'human', 'value': value}
+
+
+def gpt(value):
+    return {'from': 'gpt', 'value': value}
+
+
+MULTI_TURN = [
+    human('<image>\nWhat are the colors of the bus in the image?'),
+    gpt('The bus in the image is white and red.'),
+    human('What feature can be seen on the back of the bus?'),
+    gpt('The back of the bus features an advertisement.'),
+    human('Is the bus driving down the street or pulled off to the side?'),
+    gpt('The bus is driving down the street, which is crowded with people '
+        'and other vehicles.'),
+]
+# The image comes in the second question, so the first answer is supervised
+# text that stands before the image.
+IMAGE_IN_LATER_TURN = [
+    human('What is the capital of France?'),
+    gpt('Paris.'),
+    human('What is shown in this picture?\n<image>'),
+    gpt('A grey cat lying on a red blanket.'),
+]
+TEXT_ONLY = [
+    human('How do I tell if a customer segment is well segmented? In 3 '
+          'bullet points.'),
+    gpt('1. Homogeneity. 2. Distinctiveness. 3. Reachability.'),
+]
+STAGE1 = [
+    human('Render a clear and concise summary of the photo.\n<image>'),
+    gpt('select luxury furniture 3 - inch gel memory foam mattress topper'),
+]
+
+
+def sample(turns, has_image=True, sample_id='s0'):
+    """A sample as it reaches the tokenizer: image loaded and processed."""
+    results = dict(sample_id=sample_id,
+                   img_path='img.jpg' if has_image else None,
+                   conversations=[dict(turn) for turn in turns])
+    if has_image:
+        results['images'] = [Image.new('RGB', (8, 8))]
+        results['pixel_values'] = torch.randn(1, 3, 32, 32)
+    return results
+
+
+def expanded_length(input_ids, num_image_tokens):
+    return sum(num_image_tokens if token == IMAGE_TOKEN_INDEX else 1
+               for token in input_ids)
+
+
+@pytest.mark.parametrize('template,turns,has_image', [
+    ('vicuna_v1', MULTI_TURN, True), ('llava_v1', MULTI_TURN, True),
+    ('vicuna_v1', IMAGE_IN_LATER_TURN, True),
+    ('vicuna_v1', TEXT_ONLY, False), ('plain', STAGE1, True)])
+def test_train_mode_equals_tokenize_conversation(template, turns, has_image,
+                                                 tokenizer_cfg, tokenizer):
+    transform = TokenizeConversation(tokenizer_cfg, template)
+    results = transform(sample(turns, has_image))
+    expected_ids, expected_labels = tokenize_conversation(
+        turns, get_template(template), tokenizer, has_image)
+    assert results['input_ids'] == expected_ids
+    assert results['labels'] == expected_labels
+    assert len(results['input_ids']) == len(results['labels'])
+    assert results['input_ids'].count(IMAGE_TOKEN_INDEX) == int(has_image)
+    assert any(label != IGNORE_INDEX for label in results['labels'])
+    assert 'gt_answer' not in results
+
+
+def test_train_mode_rejects_image_placeholder_without_image(tokenizer):
+    transform = TokenizeConversation(tokenizer, 'vicuna_v1')
+    with pytest.raises(ValueError, match="'bad-9'"):
+        transform(sample(MULTI_TURN, has_image=False, sample_id='bad-9'))
+
+
+def test_predict_mode_ends_with_assistant_prefix(tokenizer):
+    transform = TokenizeConversation(tokenizer, 'vicuna_v1',
+                                     mode='predict')
+    results = transform(sample(MULTI_TURN))
+    assert results['gt_answer'] == MULTI_TURN[-1]['value']
+    assert 'labels' not in results
+    prefix = tokenizer('ASSISTANT:', add_special_tokens=False).input_ids
+    assert len(prefix) > 1
+    assert results['input_ids'][-len(prefix):] == prefix
+    assert results['input_ids'] == build_generation_prompt(
+        MULTI_TURN[:-1], get_template('vicuna_v1'), tokenizer, True)
+    # The prompt is the training prompt up to the last answer.
+    train_ids, _ = tokenize_conversation(MULTI_TURN, get_template('vicuna_v1'),
+                                         tokenizer, True)
+    assert train_ids[:len(results['input_ids'])] == results['input_ids']
+    answer = tokenizer.decode(train_ids[len(results['input_ids']):],
+                              skip_special_tokens=True)
+    assert answer.strip() == MULTI_TURN[-1]['value']
+
+
+def test_predict_mode_question_without_answer(tokenizer):
+    transform = TokenizeConversation(tokenizer, 'vicuna_v1',
+                                     mode='predict')
+    results = transform(sample(MULTI_TURN[:3]))
+    assert 'gt_answer' not in results
+    assert results['input_ids'] == build_generation_prompt(
+        MULTI_TURN[:3], get_template('vicuna_v1'), tokenizer, True)
+
+
+def test_no_truncation_below_max_length(tokenizer):
+    full_ids, full_labels = tokenize_conversation(
+        MULTI_TURN, get_template('vicuna_v1'), tokenizer, True)
+    max_length = expanded_length(full_ids, 16)
+    transform = TokenizeConversation(tokenizer, 'vicuna_v1',
+                                     max_length=max_length,
+                                     num_image_tokens=16)
+    results = transform(sample(MULTI_TURN))
+    assert results['input_ids'] == full_ids
+    assert results['labels'] == full_labels
+    assert results['pixel_values'].shape[0] == 1
+    assert transform.num_truncated == transform.num_dropped == 0
+
+
+@pytest.mark.parametrize('turns', [MULTI_TURN, IMAGE_IN_LATER_TURN])
+def test_truncation_at_every_max_length(turns, tokenizer):
+    """For every max_length: the longest prefix whose expanded length fits,
+    an image kept whole or not at all, None when nothing is supervised."""
+    num_image_tokens = 8
+    full_ids, full_labels = tokenize_conversation(
+        turns, get_template('vicuna_v1'), tokenizer, True)
+    full_length = expanded_length(full_ids, num_image_tokens)
+    transform = TokenizeConversation(
+        tokenizer, 'vicuna_v1', max_length=full_length,
+        num_image_tokens=num_image_tokens)
+    truncated = dropped = 0
+    seen_image_cut = False
+    for max_length in range(1, full_length + 2):
+        transform.max_length = max_length
+        pixel_values = torch.randn(1, 3, 32, 32)
+        results = sample(turns)
+        results['pixel_values'] = pixel_values
+        results = transform(results)
+        keep = max(k for k in range(len(full_ids) + 1)
+                   if expanded_length(full_ids[:k], num_image_tokens)
+                   <= max_length)
+        if keep == len(full_ids):
+            assert results['input_ids'] == full_ids
+            continue
+        if all(label == IGNORE_INDEX for label in full_labels[:keep]):
+            assert results is None, max_length
+            dropped += 1
+            continue
+        truncated += 1
+        assert results['input_ids'] == full_ids[:keep]
+        assert results['labels'] == full_labels[:keep]
+        assert expanded_length(results['input_ids'],
+                               num_image_tokens) <= max_length
+        num_images = full_ids[:keep].count(IMAGE_TOKEN_INDEX)
+        assert len(results['images']) == num_images
+        assert results['pixel_values'].shape == (num_images, 3, 32, 32)
+        torch.testing.assert_close(results['pixel_values'],
+                                   pixel_values[:num_images])
+        seen_image_cut |= num_images == 0
+    assert transform.num_truncated == truncated > 0
+    assert transform.num_dropped == dropped > 0
+    # With the image in a later turn, some cuts drop the image but keep the
+    # first, supervised answer.
+    assert seen_image_cut == (turns is IMAGE_IN_LATER_TURN)
+
+
+def test_cut_inside_the_image_drops_it_and_what_follows(tokenizer):
+    num_image_tokens = 16
+    full_ids, full_labels = tokenize_conversation(
+        IMAGE_IN_LATER_TURN, get_template('vicuna_v1'), tokenizer, True)
+    position = full_ids.index(IMAGE_TOKEN_INDEX)
+    # One row short of fitting the image.
+    transform = TokenizeConversation(
+        tokenizer, 'vicuna_v1', max_length=position + num_image_tokens - 1,
+        num_image_tokens=num_image_tokens)
+    results = transform(sample(IMAGE_IN_LATER_TURN))
+    assert results['input_ids'] == full_ids[:position]
+    assert results['labels'] == full_labels[:position]
+    assert IMAGE_TOKEN_INDEX not in results['input_ids']
+    assert results['images'] == []
+    assert results['pixel_values'].shape == (0, 3, 32, 32)
+    supervised = [t for t in results['labels'] if t != IGNORE_INDEX]
+    assert tokenizer.decode(supervised) == 'Paris.</s>'
+    # Exactly enough room: the image stays whole, the cut falls after it.
+    transform.max_length = position + num_image_tokens
+    results = transform(sample(IMAGE_IN_LATER_TURN))
+    assert results['input_ids'] == full_ids[:position + 1]
+    assert len(results['images']) == 1
+    assert results['pixel_values'].shape == (1, 3, 32, 32)
+    assert transform.num_truncated == 2
+
+
+def test_truncation_and_drops_are_logged_with_running_counts(tokenizer,
+                                                             caplog):
+    num_image_tokens = 16
+    full_ids, full_labels = tokenize_conversation(
+        MULTI_TURN, get_template('vicuna_v1'), tokenizer, True)
+    first_answer = next(i for i, label in enumerate(full_labels)
+                        if label != IGNORE_INDEX)
+    transform = TokenizeConversation(
+        tokenizer, 'vicuna_v1',
+        max_length=expanded_length(full_ids, num_image_tokens) - 5,
+        num_image_tokens=num_image_tokens)
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert transform(sample(MULTI_TURN, sample_id='a')) is not None
+            assert transform(sample(MULTI_TURN, sample_id='b')) is not None
+            transform.max_length = expanded_length(full_ids[:first_answer],
+                                                   num_image_tokens)
+            assert transform(sample(MULTI_TURN, sample_id='c')) is None
+    finally:
+        logger.removeHandler(caplog.handler)
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 3
+    assert "'a'" in messages[0] and '1 truncated' in messages[0]
+    assert "'b'" in messages[1] and '2 truncated' in messages[1]
+    assert "'c'" in messages[2] and '1 dropped' in messages[2]
+    assert all(record.levelno == logging.WARNING for record in caplog.records)
+    assert (transform.num_truncated, transform.num_dropped) == (2, 1)
+
+
+def test_max_length_without_num_image_tokens_raises(tokenizer):
+    with pytest.raises(ValueError, match='num_image_tokens'):
+        TokenizeConversation(tokenizer, 'vicuna_v1', max_length=128)
+
+
+def test_unknown_mode_and_template_raise(tokenizer):
+    with pytest.raises(ValueError, match="'test'"):
+        TokenizeConversation(tokenizer, 'vicuna_v1', mode='test')
+    with pytest.raises(KeyError, match="'vicuna'"):
+        TokenizeConversation(tokenizer, 'vicuna')
+
+
+# ---------------------------------------------------------------------------
+# PackLLaVAInputs
+# ---------------------------------------------------------------------------
+def test_pack_train_sample():
+    pixel_values = torch.randn(1, 3, 32, 32)
+    packed = PackLLaVAInputs()(dict(
+        sample_id='id-1', img_path='a/b.jpg', input_ids=[1, IMAGE_TOKEN_INDEX,
+                                                         5, 6],
+        labels=[IGNORE_INDEX, IGNORE_INDEX, 5, 6], pixel_values=pixel_values,
+        images=['not packed']))
+    inputs, data_sample = packed['inputs'], packed['data_samples']
+    assert set(inputs) == {'input_ids', 'labels', 'pixel_values'}
+    assert inputs['input_ids'].dtype == inputs['labels'].dtype == torch.long
+    assert inputs['input_ids'].tolist() == [1, IMAGE_TOKEN_INDEX, 5, 6]
+    assert inputs['labels'].tolist() == [IGNORE_INDEX, IGNORE_INDEX, 5, 6]
+    assert inputs['pixel_values'] is pixel_values
+    assert data_sample.metainfo == dict(sample_id='id-1', img_path='a/b.jpg')
+
+
+def test_pack_predict_text_only_sample():
+    packed = PackLLaVAInputs()(dict(sample_id=3, img_path=None,
+                                    input_ids=[1, 2, 3], gt_answer='Yes.'))
+    inputs, data_sample = packed['inputs'], packed['data_samples']
+    assert 'labels' not in inputs
+    assert inputs['pixel_values'].numel() == 0
+    assert data_sample.gt_answer == 'Yes.'
+    assert data_sample.sample_id == 3 and data_sample.img_path is None
