@@ -10,6 +10,8 @@
 4. Stage 2 (projector + LLM, instructions, `vicuna_v1`) with tools/train.py,
    starting from the stage-1 projector.
 5. Draws both loss curves to work_dirs/demo_loss.png and prints the losses.
+6. Answers held-out questions with the trained model, prints the accuracy and
+   draws a few answers beside their images to work_dirs/demo_predictions.png.
 """
 import argparse
 import json
@@ -21,6 +23,7 @@ from mmengine.config import Config
 
 from mmllava.demo.assets import (pretrain_language_model,
                                  save_random_vision_encoder)
+from mmllava.demo.predictions import draw_predictions, predict_eval_set
 from mmllava.demo.synthetic_scenes import generate_demo_dataset
 from mmllava.demo.tokenizer import write_llama_tokenizer
 from mmllava.utils.plot import find_scalars_file, plot_loss_curves
@@ -38,6 +41,8 @@ def parse_args() -> argparse.Namespace:
                         help='--cfg-options for stage 1 (key=value)')
     parser.add_argument('--stage2-options', nargs='*', default=[],
                         help='--cfg-options for stage 2 (key=value)')
+    parser.add_argument('--num-eval', type=int, default=48,
+                        help='held-out questions to answer at the end')
     return parser.parse_args()
 
 
@@ -83,7 +88,8 @@ def logged_losses(work_dir: Path) -> list[float]:
 
 def main() -> None:
     args = parse_args()
-    prepare(Config.fromfile(str(STAGE1_CONFIG)).demo)
+    demo = Config.fromfile(str(STAGE1_CONFIG)).demo
+    prepare(demo)
     stage1_dir = Path(args.work_dir, 'llava-tiny_demo_pretrain')
     stage2_dir = Path(args.work_dir, 'llava-tiny_demo_ft')
     train(STAGE1_CONFIG, stage1_dir, args.stage1_options)
@@ -98,6 +104,16 @@ def main() -> None:
         print(f'{name}: loss {losses[0]:.3f} -> {losses[-1]:.3f} '
               f'({losses[-1] / losses[0]:.0%} of the first)')
     print(f'Loss curves: {figure}')
+
+    results = predict_eval_set(
+        Config.fromfile(str(STAGE2_CONFIG)), str(stage2_dir),
+        str(Path(demo['data_dir'], 'eval.json')), demo['data_dir'],
+        max_samples=args.num_eval)
+    accuracy = sum(result['correct'] for result in results) / len(results)
+    drawn = draw_predictions(
+        results, str(Path(args.work_dir, 'demo_predictions.png')))
+    print(f'Held-out short answers: {accuracy:.0%} exact match on '
+          f'{len(results)} questions; examples drawn to {drawn}')
 
 
 if __name__ == '__main__':

@@ -1,32 +1,9 @@
 # LLaVA-1.5-7B stage 1, feature alignment: only the projector learns, on
 # LCS-558K captions with the `plain` template. 8 GPUs x 32 = global batch 256.
 _base_ = [
-    './_base_/models/llava-1.5_clip-vit-l-336px_vicuna-7b.py',
+    './_base_/datasets/llava-1.5_lcs558k.py',
     './_base_/schedules/pretrain_1e.py',
     './_base_/default_runtime.py',
 ]
 
 model = dict(freeze_llm=True, template='plain')
-
-data_root = 'data/LLaVA-Pretrain/'
-train_dataloader = dict(
-    batch_size=32,
-    num_workers=4,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
-    dataset=dict(
-        type='LLaVADataset',
-        data_file=data_root + 'blip_laion_cc_sbu_558k.json',
-        image_folder=data_root + 'images',
-        pipeline=[
-            # Stage 1 keeps the processor's resize and centre crop (no pad).
-            dict(type='LoadImage'),
-            dict(type='ProcessImage',
-                 image_processor=_base_.image_processor),
-            dict(type='TokenizeConversation', tokenizer=_base_.tokenizer,
-                 template='plain', max_length=_base_.max_length,
-                 num_image_tokens=_base_.num_image_tokens),
-            dict(type='PackLLaVAInputs'),
-        ]),
-)

@@ -7,7 +7,7 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 
 from mmllava.conversation import GPT, HUMAN
-from mmllava.registry import DATASETS
+from mmllava.registry import DATASETS, TRANSFORMS
 
 
 def read_records(data_file: str) -> list[dict]:
@@ -95,7 +95,11 @@ class LLaVADataset(BaseDataset):
                  **kwargs) -> None:
         self.image_folder = image_folder
         self._modality_lengths: Optional[np.ndarray] = None
-        super().__init__(ann_file=data_file, pipeline=list(pipeline),
+        # Built from mmllava's registry, so the dataset works outside a
+        # runner too (mmengine's Compose looks in the scope's registry).
+        transforms = [TRANSFORMS.build(step) if isinstance(step, dict)
+                      else step for step in pipeline]
+        super().__init__(ann_file=data_file, pipeline=transforms,
                          max_refetch=max_refetch, **kwargs)
 
     def load_data_list(self) -> list[dict]:

@@ -14,7 +14,7 @@ import torch
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
                            TextColumn, TimeRemainingColumn)
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer,
-                          CLIPImageProcessor, CLIPVisionConfig,
+                          CLIPImageProcessorPil, CLIPVisionConfig,
                           CLIPVisionModel)
 
 
@@ -30,7 +30,7 @@ def save_random_vision_encoder(vision_config: dict, image_processor: dict,
     """
     torch.manual_seed(seed)
     CLIPVisionModel(CLIPVisionConfig(**vision_config)).save_pretrained(out_dir)
-    CLIPImageProcessor(**image_processor).save_pretrained(out_dir)
+    CLIPImageProcessorPil(**image_processor).save_pretrained(out_dir)
     return out_dir
 
 

@@ -15,13 +15,17 @@ def build_image_processor(cfg: dict):
 
     ``dict(pretrained=FOLDER)`` loads one saved beside a vision tower;
     ``dict(type='CLIPImageProcessor', **kwargs)`` builds one from arguments.
-    The PIL (slow) processors are used: the fast ones need torchvision.
+    The PIL processors are used: the torchvision ones cannot be installed
+    beside our CPU torch.
     """
     cfg = dict(cfg)
     if 'pretrained' in cfg:
         return transformers.AutoImageProcessor.from_pretrained(
-            cfg.pop('pretrained'), use_fast=False, **cfg)
-    processor_class = getattr(transformers, cfg.pop('type'))
+            cfg.pop('pretrained'), backend='pil', **cfg)
+    name = cfg.pop('type')
+    # transformers 5 names the PIL variants '<Name>Pil'.
+    processor_class = getattr(transformers, name + 'Pil', None) \
+        or getattr(transformers, name)
     return processor_class(**cfg)
 
 

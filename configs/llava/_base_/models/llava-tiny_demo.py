@@ -34,7 +34,7 @@ demo = dict(
         intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
         num_key_value_heads=4, max_position_embeddings=1024,
         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2),
-    lm_pretrain=dict(epochs=2, seq_len=128, batch_size=16, lr=3e-3),
+    lm_pretrain=dict(epochs=1, seq_len=128, batch_size=4, lr=2e-3),
 )
 
 tokenizer = dict(type='PretrainedTokenizer', pretrained=tokenizer_path,
