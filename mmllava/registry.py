@@ -6,6 +6,7 @@ hand imports.
 """
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
@@ -24,3 +25,6 @@ TRANSFORMS = Registry(
 DATA_SAMPLERS = Registry(
     'data sampler', parent=MMENGINE_DATA_SAMPLERS, scope='mmllava',
     locations=['mmllava.datasets'])
+LOOPS = Registry(
+    'loop', parent=MMENGINE_LOOPS, scope='mmllava',
+    locations=['mmllava.engine'])

@@ -206,8 +206,14 @@ class LLaVA(BaseModel):
 
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W) -> (N, N_patches, C_llm)``."""
-        # (N, 3, H, W) -> (N, N_patches, C_vision) -> (N, N_patches, C_llm)
-        return self.projector(self.vision_encoder(pixel_values))
+        # (N, 3, H, W) -> (N, N_patches, C_vision)
+        features = self.vision_encoder(pixel_values)
+        # The projector may keep fp32 weights beside a bf16 tower.
+        weight = next(self.projector.parameters(), None)
+        if weight is not None:
+            features = features.to(weight.dtype)
+        # (N, N_patches, C_vision) -> (N, N_patches, C_llm)
+        return self.projector(features)
 
     def _embed_inputs(self, input_ids, attention_mask, labels, pixel_values,
                       num_images, data_samples, padding_side):

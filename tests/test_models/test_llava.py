@@ -666,3 +666,22 @@ def test_build_with_wrong_projector_shapes_fails(tokenizer, tmp_path):
     with pytest.raises(RuntimeError, match='size mismatch'):
         build_llava(tokenizer,
                     projector_pretrained=write_safetensors(tmp_path, weights))
+
+
+def test_bf16_tower_and_llm_with_fp32_projector(tokenizer):
+    # The 7B configs load the tower and the LLM in bf16 while the projector
+    # (stage 1's only trainable part) keeps fp32 weights.
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='LLaVA', tokenizer=tokenizer, freeze_llm=True,
+        vision_encoder=dict(type='CLIPVisionEncoder', config=VISION,
+                            torch_dtype='bfloat16'),
+        llm=dict(type='HFCausalLM', config=LLM, torch_dtype='bfloat16')))
+    assert next(model.projector.parameters()).dtype == torch.float32
+    assert model.llm.dtype == torch.bfloat16
+    loss = model(**make_batch(model), mode='loss')['loss']
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in model.projector.parameters()]
+    assert all(g is not None and g.dtype == torch.float32 for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)

@@ -14,7 +14,8 @@ param_scheduler = [
          end=1, convert_to_iter_based=True),
 ]
 
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1)
+# Resumes mid-epoch from the iteration checkpoints without repeating batches.
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=1)
 
 # The recipe's global batch; `--auto-scale-lr` style scaling keys off it.
 auto_scale_lr = dict(base_batch_size=256, enable=False)

@@ -1,0 +1,99 @@
+"""``tools/run_demo.py`` end to end, as a user runs it in an empty folder:
+data and weights made, both stages trained, loss curves drawn; then stage 1
+resumed for one more epoch.
+
+The acceptance criterion of the demo: stage 2's last logged loss is below
+half of its first. Minutes on 2 CPU cores.
+"""
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mmengine
+import pytest
+import torch
+
+import mmllava  # noqa: F401  (lets torch.load(weights_only=True) read them)
+from mmllava.utils.plot import find_scalars_file, load_scalars
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+STAGE1_CONFIG = REPO / 'configs/llava/llava-tiny_demo_pretrain.py'
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def run(cwd: Path, *command: str,
+        timeout: int) -> subprocess.CompletedProcess:
+    """Run a repo tool; stdout and stderr together."""
+    return subprocess.run([sys.executable, *command], cwd=cwd,
+                          env=dict(os.environ), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+
+
+def check_exit(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, (f'{" ".join(result.args)} exited '
+                                    f'{result.returncode}:\n'
+                                    f'{result.stdout[-4000:]}')
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The folder the demo ran in, and the run."""
+    cwd = tmp_path_factory.mktemp('demo_run')
+    result = run(cwd, str(REPO / 'tools/run_demo.py'), '--work-dir',
+                 'work_dirs', timeout=1200)
+    return cwd, result
+
+
+def stage_losses(cwd: Path, stage: str) -> list[float]:
+    _, losses = load_scalars(find_scalars_file(cwd / 'work_dirs' / stage))
+    assert all(math.isfinite(loss) for loss in losses), (stage, losses)
+    return losses
+
+
+def test_demo_makes_its_assets_and_draws_the_curves(demo):
+    cwd, result = demo
+    check_exit(result)
+    for folder in ('tokenizer', 'vision_encoder', 'llm'):
+        assert (cwd / 'checkpoints/demo' / folder).is_dir(), folder
+    for name in ('pretrain', 'instruct', 'eval'):
+        assert (cwd / f'data/demo/{name}.json').is_file(), name
+    for figure in ('demo_loss.png', 'demo_predictions.png'):
+        with open(cwd / 'work_dirs' / figure, 'rb') as file:
+            assert file.read(8) == PNG_SIGNATURE, figure
+
+
+def test_both_stages_learn(demo):
+    cwd, result = demo
+    check_exit(result)
+    stage1 = stage_losses(cwd, 'llava-tiny_demo_pretrain')
+    assert stage1[-1] < stage1[0], stage1
+    stage2 = stage_losses(cwd, 'llava-tiny_demo_ft')
+    assert stage2[-1] < stage2[0] / 2, (
+        f'stage 2 loss {stage2[0]:.3f} -> {stage2[-1]:.3f}: not below half '
+        'of the first logged loss')
+
+
+def test_stage1_resumes_for_one_more_epoch(demo):
+    cwd, result = demo
+    check_exit(result)
+    epochs = mmengine.Config.fromfile(str(STAGE1_CONFIG)).train_cfg.max_epochs
+    work_dir = cwd / 'work_dirs/llava-tiny_demo_pretrain'
+
+    def last_iteration() -> int:
+        pointer = (work_dir / 'last_checkpoint').read_text().strip()
+        return torch.load(pointer, map_location='cpu',
+                          weights_only=True)['meta']['iter']
+
+    trained = last_iteration()
+    resumed = run(cwd, str(REPO / 'tools/train.py'), str(STAGE1_CONFIG),
+                  '--work-dir', str(work_dir), '--resume', '--cfg-options',
+                  f'train_cfg.max_epochs={epochs + 1}', timeout=600)
+    check_exit(resumed)
+    # The finished epochs are skipped, exactly one more is trained.
+    assert f'Resuming epoch {epochs}: skipping the' in resumed.stdout
+    assert last_iteration() == trained // epochs * (epochs + 1)
