@@ -73,8 +73,12 @@ def predict_eval_set(config: Config, work_dir: str, eval_file: str,
 
 def draw_predictions(results: list[dict], out_file: str,
                      num_shown: int = 6) -> str:
-    """Draw each image beside its question, answer and prediction."""
-    shown = results[:num_shown]
+    """Draw images beside their question, answer and prediction, one
+    question per image."""
+    first_per_image = {}
+    for result in results:
+        first_per_image.setdefault(result['img_path'], result)
+    shown = list(first_per_image.values())[:num_shown]
     figure = Figure(figsize=(7, 1.6 * len(shown)))
     FigureCanvasAgg(figure)
     for row, result in enumerate(shown):
