@@ -22,8 +22,6 @@ from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import get_template, tokenize_conversation
 from mmllava.datasets import LLaVADataset
 from mmllava.datasets.transforms import TokenizeConversation
-from mmllava.demo.tokenizer import write_llama_tokenizer
-from mmllava.models.tokenizer import build_tokenizer
 from mmllava.registry import DATASETS, MODELS
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -95,12 +93,6 @@ IMAGES = {
     'ocr_vqa/images/0553213993.png': Image.fromarray(photos.camera()[100:400]),
     'gqa/images/2354786.jpg': Image.fromarray(photos.chelsea()),
 }
-
-
-@pytest.fixture(scope='module')
-def tokenizer_cfg(tmp_path_factory):
-    folder = write_llama_tokenizer(str(tmp_path_factory.mktemp('tokenizer')))
-    return dict(type='PretrainedTokenizer', pretrained=folder)
 
 
 @pytest.fixture(scope='module')
@@ -189,11 +181,6 @@ def check_sample(item, record, image_folder, tokenizer, template):
         assert data_sample.img_path is None
         assert inputs['pixel_values'].numel() == 0
         assert (inputs['input_ids'] == IMAGE_TOKEN_INDEX).sum() == 0
-
-
-@pytest.fixture(scope='module')
-def tokenizer(tokenizer_cfg):
-    return build_tokenizer(tokenizer_cfg)
 
 
 @pytest.mark.parametrize('writer', [write_json, write_jsonl])

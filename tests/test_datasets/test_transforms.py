@@ -22,8 +22,6 @@ from mmllava.conversation import (build_generation_prompt, get_template,
 from mmllava.datasets.transforms import (LoadImage, PackLLaVAInputs,
                                          PadToSquare, ProcessImage,
                                          TokenizeConversation)
-from mmllava.demo.tokenizer import write_llama_tokenizer
-from mmllava.models.tokenizer import build_tokenizer
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 # int(255 * mean) per channel, as the official expand2square call computes.
@@ -45,20 +43,6 @@ def official_expand2square(pil_img, background_color):
         result = Image.new(pil_img.mode, (height, height), background_color)
         result.paste(pil_img, ((height - width) // 2, 0))
         return result
-
-
-@pytest.fixture(scope='module')
-def tokenizer_cfg(tmp_path_factory):
-    folder = write_llama_tokenizer(str(tmp_path_factory.mktemp('tokenizer')))
-    return dict(type='PretrainedTokenizer', pretrained=folder)
-
-
-@pytest.fixture(scope='module')
-def tokenizer(tokenizer_cfg):
-    # Transforms accept a built tokenizer too; the tests below share this one
-    # rather than load it again per transform. The config path is covered by
-    # test_train_mode_equals_tokenize_conversation and the dataset tests.
-    return build_tokenizer(tokenizer_cfg)
 
 
 @pytest.fixture(scope='module')

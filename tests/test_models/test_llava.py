@@ -18,9 +18,8 @@ from transformers import LlavaConfig, LlavaForConditionalGeneration
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import build_generation_prompt, get_template
-from mmllava.demo.tokenizer import write_llama_tokenizer
 from mmllava.models.llava import load_projector_state, splice_image_features
-from mmllava.registry import MODELS, TOKENIZERS
+from mmllava.registry import MODELS
 
 IMG = IMAGE_TOKEN_INDEX
 IMAGE_SIZE, PATCH_SIZE = 32, 8
@@ -36,27 +35,8 @@ LLM = dict(model_type='llama', hidden_size=64, intermediate_size=128,
 HF_IMAGE_TOKEN_ID = 32000
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """These tensors are tiny: extra threads cost more than they save (the
-    module runs twice as fast on one)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope='module')
-def tokenizer_folder(tmp_path_factory):
-    return write_llama_tokenizer(str(tmp_path_factory.mktemp('tokenizer')))
-
-
-@pytest.fixture(scope='module')
-def tokenizer(tokenizer_folder):
-    """Built once: loading the sentencepiece model is the slow part of a
-    build, and ``LLaVA`` takes a built tokenizer as well as a config."""
-    return TOKENIZERS.build(
-        dict(type='PretrainedTokenizer', pretrained=tokenizer_folder))
+# Tiny tensors: one thread runs this module twice as fast.
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')

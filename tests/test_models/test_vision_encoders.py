@@ -21,14 +21,8 @@ SIGLIP = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
               patch_size=PATCH_SIZE)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """These tensors are tiny: extra threads cost more than they save (the
-    module runs twice as fast on one)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one thread runs this module twice as fast.
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture
