@@ -123,6 +123,16 @@ def load_projector_state(path: str) -> dict:
                    "starting with 'projector.' or 'model.mm_projector.').")
 
 
+def check_plain_lm_head(config) -> None:
+    """The loss applies the LM head itself, at supervised positions only;
+    LLMs that scale or cap their logits after the head are not supported."""
+    for name in ('final_logit_softcapping', 'logit_scale'):
+        if getattr(config, name, None) is not None:
+            raise NotImplementedError(
+                f'{config.model_type} sets {name}: LLaVA computes logits '
+                'with the plain output embedding and would differ.')
+
+
 @MODELS.register_module()
 class LLaVA(BaseModel):
     """LLaVA: a vision encoder, a projector and a causal LLM.
@@ -172,6 +182,7 @@ class LLaVA(BaseModel):
         self.vision_encoder = MODELS.build(vision_encoder)
         self.llm = MODELS.build(llm)
         self.tokenizer = build_tokenizer(tokenizer)
+        check_plain_lm_head(self.llm.config)
         self.projector = build_projector(
             projector, self.vision_encoder.hidden_size,
             self.llm.config.hidden_size)

@@ -665,3 +665,11 @@ def test_bf16_tower_and_llm_with_fp32_projector(tokenizer):
     grads = [p.grad for p in model.projector.parameters()]
     assert all(g is not None and g.dtype == torch.float32 for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_llm_with_capped_logits_is_refused(tokenizer):
+    # Gemma-2 caps its logits after the LM head (config key
+    # final_logit_softcapping); the loss applies the head itself, so such an
+    # LLM must be refused rather than trained wrongly.
+    with pytest.raises(NotImplementedError, match='final_logit_softcapping'):
+        build_llava(tokenizer, llm=dict(final_logit_softcapping=30.0))
