@@ -14,7 +14,6 @@
    draws a few answers beside their images to work_dirs/demo_predictions.png.
 """
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +25,8 @@ from mmllava.demo.assets import (pretrain_language_model,
 from mmllava.demo.predictions import draw_predictions, predict_eval_set
 from mmllava.demo.synthetic_scenes import generate_demo_dataset
 from mmllava.demo.tokenizer import write_llama_tokenizer
-from mmllava.utils.plot import find_scalars_file, plot_loss_curves
+from mmllava.utils.plot import (find_scalars_file, load_scalars,
+                                plot_loss_curves)
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE1_CONFIG = REPO / 'configs/llava/llava-tiny_demo_pretrain.py'
@@ -80,12 +80,6 @@ def train(config: Path, work_dir: Path, options: list[str]) -> None:
     subprocess.run(command, check=True)
 
 
-def logged_losses(work_dir: Path) -> list[float]:
-    lines = find_scalars_file(str(work_dir)).read_text().splitlines()
-    return [json.loads(line)['loss'] for line in lines
-            if 'loss' in json.loads(line)]
-
-
 def main() -> None:
     args = parse_args()
     demo = Config.fromfile(str(STAGE1_CONFIG)).demo
@@ -95,12 +89,12 @@ def main() -> None:
     train(STAGE1_CONFIG, stage1_dir, args.stage1_options)
     train(STAGE2_CONFIG, stage2_dir,
           [f'model.projector_pretrained={stage1_dir}', *args.stage2_options])
-    figure = plot_loss_curves(
-        [str(find_scalars_file(str(stage1_dir))),
-         str(find_scalars_file(str(stage2_dir)))],
-        str(Path(args.work_dir, 'demo_loss.png')))
-    for name, work_dir in (('stage 1', stage1_dir), ('stage 2', stage2_dir)):
-        losses = logged_losses(work_dir)
+    scalar_files = [str(find_scalars_file(str(work_dir)))
+                    for work_dir in (stage1_dir, stage2_dir)]
+    figure = plot_loss_curves(scalar_files,
+                              str(Path(args.work_dir, 'demo_loss.png')))
+    for name, scalar_file in zip(('stage 1', 'stage 2'), scalar_files):
+        _, losses = load_scalars(scalar_file)
         print(f'{name}: loss {losses[0]:.3f} -> {losses[-1]:.3f} '
               f'({losses[-1] / losses[0]:.0%} of the first)')
     print(f'Loss curves: {figure}')
