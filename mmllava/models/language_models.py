@@ -5,6 +5,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
 from mmllava.registry import MODELS
+from mmllava.utils.files import require_local_folder
 
 
 @MODELS.register_module(name='HFCausalLM')
@@ -35,7 +36,8 @@ def build_causal_lm(pretrained: Optional[str] = None,
     dtype = getattr(torch, torch_dtype)
     if pretrained is not None:
         model = AutoModelForCausalLM.from_pretrained(
-            pretrained, attn_implementation=attn_implementation, dtype=dtype,
+            require_local_folder(pretrained, 'LLM'),
+            attn_implementation=attn_implementation, dtype=dtype,
             trust_remote_code=trust_remote_code, **kwargs)
     else:
         config = dict(config)

@@ -2,6 +2,7 @@
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from mmllava.registry import TOKENIZERS
+from mmllava.utils.files import require_local_folder
 
 
 @TOKENIZERS.register_module(name='PretrainedTokenizer')
@@ -20,7 +21,8 @@ def build_pretrained_tokenizer(pretrained: str,
         **kwargs: Passed to ``AutoTokenizer.from_pretrained``.
     """
     tokenizer = AutoTokenizer.from_pretrained(
-        pretrained, trust_remote_code=trust_remote_code, **kwargs)
+        require_local_folder(pretrained, 'Tokenizer'),
+        trust_remote_code=trust_remote_code, **kwargs)
     if not tokenizer.is_fast:
         raise TypeError(f'The tokenizer in {pretrained} is not a fast '
                         'tokenizer; mmllava needs character offsets.')

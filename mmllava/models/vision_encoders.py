@@ -8,6 +8,7 @@ from transformers import (CLIPVisionConfig, CLIPVisionModel,
                           SiglipVisionConfig, SiglipVisionModel)
 
 from mmllava.registry import MODELS
+from mmllava.utils.files import require_local_folder
 
 
 class HFVisionEncoder(nn.Module):
@@ -54,7 +55,8 @@ class HFVisionEncoder(nn.Module):
         dtype = getattr(torch, torch_dtype)
         if pretrained is not None:
             self.model = self.model_class.from_pretrained(
-                pretrained, attn_implementation=attn_implementation,
+                require_local_folder(pretrained, 'Vision encoder'),
+                attn_implementation=attn_implementation,
                 dtype=dtype)
         else:
             self.model = self.model_class._from_config(

@@ -8,6 +8,7 @@ from mmcv.transforms import BaseTransform
 from PIL import Image
 
 from mmllava.registry import TRANSFORMS
+from mmllava.utils.files import require_local_folder
 
 
 def build_image_processor(cfg: dict):
@@ -21,7 +22,8 @@ def build_image_processor(cfg: dict):
     cfg = dict(cfg)
     if 'pretrained' in cfg:
         return transformers.AutoImageProcessor.from_pretrained(
-            cfg.pop('pretrained'), backend='pil', **cfg)
+            require_local_folder(cfg.pop('pretrained'), 'Image processor'),
+            backend='pil', **cfg)
     name = cfg.pop('type')
     # transformers 5 names the PIL variants '<Name>Pil'.
     processor_class = getattr(transformers, name + 'Pil', None) \

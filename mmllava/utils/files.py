@@ -1,0 +1,20 @@
+"""Checks on the local files a config names."""
+from pathlib import Path
+
+
+def require_local_folder(path: str, what: str) -> str:
+    """Return ``path`` if it is a folder, else fail naming it.
+
+    mmllava loads weights only from local folders (no download at run time),
+    so a missing folder is a clear error rather than a hub lookup.
+
+    Args:
+        path (str): The folder a config names.
+        what (str): What the folder should hold, for the message.
+    """
+    if not Path(path).is_dir():
+        raise FileNotFoundError(
+            f'{what} folder not found: {path!r}. mmllava loads weights from '
+            'local folders: put the files there (e.g. a symlink under '
+            'checkpoints/) or point the config key at them.')
+    return path
