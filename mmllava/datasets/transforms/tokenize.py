@@ -1,4 +1,5 @@
 """Conversation -> template -> ``input_ids`` and ``labels``."""
+import logging
 from typing import Optional
 
 from mmcv.transforms import BaseTransform
@@ -120,14 +121,14 @@ class TokenizeConversation(BaseTransform):
                 f'Sample {sample_id!r} dropped: truncated to max_length '
                 f'{self.max_length} it keeps no supervised token '
                 f'({self.num_dropped} dropped in this worker so far).',
-                logger='current', level=30)
+                logger='current', level=logging.WARNING)
             return None
         self.num_truncated += 1
         print_log(
             f'Sample {sample_id!r} truncated from {full_length} to '
             f'{len(input_ids)} tokens (max_length {self.max_length}; '
             f'{self.num_truncated} truncated in this worker so far).',
-            logger='current', level=30)
+            logger='current', level=logging.WARNING)
         kept_images = input_ids.count(IMAGE_TOKEN_INDEX)
         results['images'] = results.get('images', [])[:kept_images]
         if 'pixel_values' in results:
