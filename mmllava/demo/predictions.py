@@ -35,8 +35,10 @@ def predict_eval_set(config: Config, work_dir: str, eval_file: str,
         and ``correct`` (case-insensitive exact match) per record.
     """
     model = load_trained_model(config, work_dir)
-    records = [record for record in json.loads(Path(eval_file).read_text())
+    all_records = json.loads(Path(eval_file).read_text())
+    indices = [index for index, record in enumerate(all_records)
                if record.get('type') != 'caption'][:max_samples]
+    records = [all_records[index] for index in indices]
     pipeline = [
         dict(type='LoadImage'),
         dict(type='PadToSquare', mean=config.image_mean),
@@ -45,11 +47,9 @@ def predict_eval_set(config: Config, work_dir: str, eval_file: str,
              template=config.model.template, mode='predict'),
         dict(type='PackLLaVAInputs'),
     ]
-    subset = Path(work_dir, 'eval_subset.json')
-    subset.write_text(json.dumps(records))
     dataset = DATASETS.build(dict(
-        type='LLaVADataset', data_file=str(subset),
-        image_folder=image_folder, pipeline=pipeline))
+        type='LLaVADataset', data_file=eval_file, image_folder=image_folder,
+        pipeline=pipeline, indices=indices))
     results = []
     for start in range(0, len(dataset), batch_size):
         batch = pseudo_collate(
