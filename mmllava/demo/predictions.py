@@ -12,6 +12,7 @@ from mmengine.runner import load_checkpoint
 from PIL import Image
 
 from mmllava.registry import DATASETS, MODELS
+from mmllava.utils.files import latest_checkpoint
 
 
 def load_trained_model(config: Config, work_dir: str) -> torch.nn.Module:
@@ -19,9 +20,8 @@ def load_trained_model(config: Config, work_dir: str) -> torch.nn.Module:
     model_cfg = config.model.copy()
     model_cfg.pop('projector_pretrained', None)
     model = MODELS.build(model_cfg)
-    checkpoint = Path(work_dir, 'last_checkpoint').read_text().strip()
-    load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
-                    logger='silent')
+    load_checkpoint(model, latest_checkpoint(work_dir), map_location='cpu',
+                    strict=True, logger='silent')
     return model.eval()
 
 

@@ -10,11 +10,13 @@ from mmengine.model import BaseModel
 from mmpretrain.structures import DataSample
 from safetensors.torch import load_file
 from torch import nn
+
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import get_template
 from mmllava.models.projectors import build_projector
 from mmllava.models.tokenizer import build_tokenizer
 from mmllava.registry import MODELS
+from mmllava.utils.files import latest_checkpoint
 
 
 def splice_image_features(
@@ -101,12 +103,7 @@ def load_projector_state(path: str) -> dict:
     ``mm_projector.bin`` (keys ``model.mm_projector.*``).
     """
     if Path(path).is_dir():
-        pointer = Path(path) / 'last_checkpoint'
-        if not pointer.is_file():
-            raise FileNotFoundError(
-                f'{path} is a folder without a last_checkpoint file; give a '
-                'checkpoint file or a finished stage-1 work dir.')
-        path = pointer.read_text().strip()
+        path = latest_checkpoint(path)
     if not Path(path).is_file():
         raise FileNotFoundError(f'Projector weights not found: {path}')
     if path.endswith('.safetensors'):
@@ -228,17 +225,14 @@ class LLaVA(BaseModel):
 
     def _embed_inputs(self, input_ids, attention_mask, labels, pixel_values,
                       num_images, data_samples, padding_side):
-        features_per_sample: list[list[torch.Tensor]] = [
-            [] for _ in num_images]
         num_given = 0 if pixel_values is None else len(pixel_values)
         if num_given != sum(num_images):
             raise ValueError(f'{num_given} images given for a batch whose '
                              f'samples count {sum(num_images)} ({num_images}).')
-        if pixel_values is not None:
-            image_features = self.encode_images(pixel_values)
-            flat = iter(image_features)
-            features_per_sample = [[next(flat) for _ in range(count)]
-                                   for count in num_images]
+        # Per sample, (num_images_i, N_patches, C_llm): one row block per image.
+        features_per_sample = [[] for _ in num_images] \
+            if pixel_values is None \
+            else self.encode_images(pixel_values).split(list(num_images))
         names = [sample.metainfo.get('sample_id') for sample in data_samples] \
             if data_samples else None
         return splice_image_features(

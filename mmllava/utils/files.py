@@ -1,6 +1,8 @@
 """Checks on the local files a config names."""
 from pathlib import Path
 
+from mmengine.runner import find_latest_checkpoint
+
 
 def require_local_folder(path: str, what: str) -> str:
     """Return ``path`` if it is a folder, else fail naming it.
@@ -18,3 +20,17 @@ def require_local_folder(path: str, what: str) -> str:
             'local folders: put the files there (e.g. a symlink under '
             'checkpoints/) or point the config key at them.')
     return path
+
+
+def latest_checkpoint(work_dir: str) -> str:
+    """The checkpoint a work dir's ``last_checkpoint`` file names.
+
+    Args:
+        work_dir (str): A training run's work dir.
+    """
+    checkpoint = find_latest_checkpoint(work_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(
+            f'{work_dir} is a folder without a last_checkpoint file; give a '
+            'checkpoint file or the work dir of a finished run.')
+    return checkpoint
