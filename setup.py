@@ -27,6 +27,5 @@ setup(
     extras_require={
         'demo': read_requirements('demo.txt'),
         'tests': read_requirements('tests.txt'),
-        'optional': read_requirements('optional.txt'),
     },
 )

@@ -6,7 +6,9 @@ hand imports.
 """
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import LOOPS as MMENGINE_LOOPS
+from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
@@ -27,4 +29,10 @@ DATA_SAMPLERS = Registry(
     locations=['mmllava.datasets'])
 LOOPS = Registry(
     'loop', parent=MMENGINE_LOOPS, scope='mmllava',
+    locations=['mmllava.engine'])
+METRICS = Registry(
+    'metric', parent=MMENGINE_METRICS, scope='mmllava',
+    locations=['mmllava.evaluation'])
+HOOKS = Registry(
+    'hook', parent=MMENGINE_HOOKS, scope='mmllava',
     locations=['mmllava.engine'])
