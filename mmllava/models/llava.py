@@ -325,22 +325,54 @@ class LLaVA(BaseModel):
     @torch.no_grad()
     def predict(self, input_ids, attention_mask, pixel_values, num_images,
                 data_samples) -> list[DataSample]:
-        """Generate (greedy unless ``generation_cfg`` says otherwise) and
-        decode the answer of each sample."""
+        """Generate with ``generation_cfg`` (greedy by default) and set each
+        sample's ``pred_text``."""
+        texts = self.generate_answers(input_ids, attention_mask,
+                                      pixel_values, num_images, data_samples)
+        samples = data_samples or [DataSample() for _ in texts]
+        for sample, text in zip(samples, texts):
+            sample.set_field(text, 'pred_text', field_type='metainfo')
+        return samples
+
+    @torch.no_grad()
+    def generate_answers(self,
+                         input_ids: torch.Tensor,
+                         attention_mask: torch.Tensor,
+                         pixel_values: Optional[torch.Tensor] = None,
+                         num_images: Optional[Sequence[int]] = None,
+                         data_samples: Optional[list] = None,
+                         **generation_kwargs) -> list[str]:
+        """Generate an answer per prompt, decoded and cut at the template's
+        stop text.
+
+        Prompts are left-padded after the splice and decoded with the KV
+        cache, so a sample's answer does not depend on its batch.
+
+        Args:
+            input_ids, attention_mask, pixel_values, num_images: As the
+                data preprocessor returns them (right-padded prompts).
+            data_samples (list, optional): Named in errors.
+            **generation_kwargs: Override ``generation_cfg`` for this call
+                (e.g. ``max_new_tokens``, ``streamer``).
+        """
+        num_images = num_images if num_images is not None \
+            else [0] * len(input_ids)
         embeds, mask, _ = self._embed_inputs(
             input_ids, attention_mask, None, pixel_values, num_images,
             data_samples, 'left')
+        config = {**self.generation_cfg, **generation_kwargs}
+        # A stop text other than EOS (``plain`` stops at a newline) ends
+        # generation early instead of running to max_new_tokens.
+        if self.template.stop != self.tokenizer.eos_token:
+            config.setdefault('stop_strings', [self.template.stop])
+            config.setdefault('tokenizer', self.tokenizer)
         generated = self.llm.generate(
             inputs_embeds=embeds, attention_mask=mask,
             pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id, **self.generation_cfg)
+            eos_token_id=self.tokenizer.eos_token_id, **config)
         texts = self.tokenizer.batch_decode(
             generated, skip_special_tokens=True)
-        samples = data_samples or [DataSample() for _ in texts]
-        for sample, text in zip(samples, texts):
-            sample.set_field(self._cut_at_stop(text), 'pred_text',
-                             field_type='metainfo')
-        return samples
+        return [self._cut_at_stop(text) for text in texts]
 
     def _cut_at_stop(self, text: str) -> str:
         return text.lstrip().split(self.template.stop)[0].strip()

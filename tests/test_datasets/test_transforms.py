@@ -108,6 +108,24 @@ def test_load_image_rgba_drops_alpha_keeps_colour(image_files):
     np.testing.assert_array_equal(rgb, rgba[..., :3])
 
 
+def test_load_image_takes_in_memory_images_over_the_path(tmp_path):
+    photo = photos.astronaut()
+    from_array = LoadImage()(dict(img=photo, img_path='unused.jpg'))
+    assert 'img' not in from_array
+    np.testing.assert_array_equal(np.asarray(from_array['images'][0]), photo)
+    grey = LoadImage()(dict(img=Image.fromarray(photo).convert('L')))
+    assert grey['images'][0].mode == 'RGB'
+
+
+@pytest.mark.parametrize('image,error', [
+    (np.zeros((4, 4, 3), dtype=np.float32), 'uint8'),
+    (np.zeros((4, 4, 2), dtype=np.uint8), 'shape'),
+    ([[0, 1]], 'path, a PIL image or a numpy array')])
+def test_load_image_rejects_bad_in_memory_images(image, error):
+    with pytest.raises((TypeError, ValueError), match=error):
+        LoadImage()(dict(img=image))
+
+
 def test_load_image_text_only_gives_no_images():
     results = LoadImage()(dict(img_path=None, sample_id='text'))
     assert results['images'] == []

@@ -1,4 +1,5 @@
-"""Read a sample's image from disk."""
+"""Read a sample's image from disk, or take one given in memory."""
+import numpy as np
 from mmcv.transforms import BaseTransform
 from PIL import Image
 
@@ -9,11 +10,19 @@ from mmllava.registry import TRANSFORMS
 class LoadImage(BaseTransform):
     """Open ``img_path`` as an RGB PIL image (any PIL mode is converted).
 
+    An image given in memory under ``img`` (a PIL image or an ``(H, W)`` /
+    ``(H, W, 3)`` uint8 array, as ``inference_model`` passes it) is used
+    instead of reading ``img_path``.
+
     Adds ``images``: a list with the image, or an empty list for a text-only
-    sample (``img_path`` None). Errors name the sample and the file.
+    sample (neither ``img`` nor ``img_path``). Errors name the sample and the
+    file.
     """
 
     def transform(self, results: dict) -> dict:
+        if results.get('img') is not None:
+            results['images'] = [to_rgb_image(results.pop('img'))]
+            return results
         path = results.get('img_path')
         if path is None:
             results['images'] = []
@@ -25,3 +34,18 @@ class LoadImage(BaseTransform):
             raise OSError(f'Sample {results.get("sample_id")!r}: cannot read '
                           f'image {path}: {error}') from error
         return results
+
+
+def to_rgb_image(image) -> Image.Image:
+    """A PIL image or a uint8 array (grey, RGB or RGBA) as an RGB image."""
+    if isinstance(image, Image.Image):
+        return image.convert('RGB')
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (
+                image.ndim == 3 and image.shape[2] not in (3, 4)):
+            raise ValueError(
+                'An image array must be uint8 with shape (H, W), (H, W, 3) '
+                f'or (H, W, 4); got {image.dtype} {image.shape}.')
+        return Image.fromarray(image).convert('RGB')
+    raise TypeError('An image must be a path, a PIL image or a numpy array; '
+                    f'got {type(image).__name__}.')
