@@ -12,6 +12,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmllava  # noqa: F401  (version fixes; registries)
+from mmllava.utils.launch import adapt_to_machine
 
 
 def parse_args() -> argparse.Namespace:
@@ -54,7 +55,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    return cfg
+    return adapt_to_machine(cfg)
 
 
 def main() -> None:

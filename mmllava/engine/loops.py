@@ -1,4 +1,7 @@
-"""An epoch-based training loop that resumes in the middle of an epoch."""
+"""An epoch-based training loop that resumes in the middle of an epoch and
+can validate every N iterations."""
+from typing import Optional
+
 from mmengine.runner import EpochBasedTrainLoop
 
 from mmllava.registry import LOOPS
@@ -16,12 +19,26 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
     the same batches in the same order as without the interruption. Skipped
     batches are still loaded (as mmengine's iteration loop does).
 
+    One long epoch also means mmengine's per-epoch validation comes once, at
+    the end; ``val_iter_interval`` validates every N iterations as well.
+
     Args:
         runner: The runner.
         dataloader: The training dataloader or its config.
         max_epochs (int): Epochs to train.
+        val_iter_interval (int, optional): Also run the validation loop
+            every this many iterations. Defaults to None (per epoch only,
+            every ``val_interval`` epochs).
         **kwargs: Other :class:`EpochBasedTrainLoop` arguments.
     """
+
+    def __init__(self, runner, dataloader, max_epochs: int,
+                 val_iter_interval: Optional[int] = None, **kwargs) -> None:
+        super().__init__(runner, dataloader, max_epochs, **kwargs)
+        if val_iter_interval is not None and val_iter_interval < 1:
+            raise ValueError('val_iter_interval must be a positive number '
+                             f'of iterations, got {val_iter_interval}')
+        self.val_iter_interval = val_iter_interval
 
     def run_epoch(self) -> None:
         """Iterate one epoch, skipping batches already trained."""
@@ -35,5 +52,16 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         for index, data_batch in enumerate(self.dataloader):
             if index >= num_done:
                 self.run_iter(index, data_batch)
+                self._validate_at_iteration()
         self.runner.call_hook('after_train_epoch')
         self._epoch += 1
+
+    def _validate_at_iteration(self) -> None:
+        """Validate when ``val_iter_interval`` iterations have passed (not at
+        an epoch's end, which the per-epoch schedule covers)."""
+        if (self.val_iter_interval is None or self.runner.val_loop is None
+                or self._iter % self.val_iter_interval != 0
+                or self._iter % len(self.dataloader) == 0):
+            return
+        self.runner.val_loop.run()
+        self.runner.model.train()

@@ -33,5 +33,17 @@ def allow_mmengine_checkpoint_globals() -> None:
     torch.serialization.add_safe_globals([HistoryBuffer, *numpy_types])
 
 
+def skip_set_device_without_cuda() -> None:
+    """Make ``torch.cuda.set_device`` a no-op on a machine without CUDA.
+
+    mmengine 0.10.7's pytorch launcher calls it unconditionally, which fails
+    on a CPU build of torch (``torch._C has no attribute
+    '_cuda_setDevice'``) before gloo could run the processes on the CPU.
+    """
+    if not torch.cuda.is_available():
+        torch.cuda.set_device = lambda device: None
+
+
 HistoryBuffer.__getstate__ = _history_buffer_state
 allow_mmengine_checkpoint_globals()
+skip_set_device_without_cuda()

@@ -34,3 +34,18 @@ def latest_checkpoint(work_dir: str) -> str:
             f'{work_dir} is a folder without a last_checkpoint file; give a '
             'checkpoint file or the work dir of a finished run.')
     return checkpoint
+
+
+def resolve_checkpoint(path: str) -> str:
+    """A checkpoint file, or a work dir's latest one; a missing path fails
+    naming it.
+
+    Args:
+        path (str): A checkpoint file or a training run's work dir.
+    """
+    if Path(path).is_dir():
+        return latest_checkpoint(path)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f'Checkpoint not found: {path!r} (give a '
+                                'checkpoint file or a training work dir).')
+    return path

@@ -1,0 +1,64 @@
+"""VQA accuracy against ten human answers (VQAv2, TextVQA, VizWiz)."""
+from typing import List, Optional, Sequence
+
+from mmengine.evaluator import BaseMetric
+
+from mmllava.evaluation.metrics.answer_normalization import normalize_answer
+from mmllava.registry import METRICS
+
+
+def vqa_score(pred_text: str, gt_answers: Sequence[str]) -> float:
+    """The official soft score of one prediction, in [0, 1].
+
+    For each human, the others are a subset of 9 (10 choose 9 subsets);
+    the subset scores ``min(#humans in it who gave the prediction / 3, 1)``
+    and the score is the mean over subsets, after :func:`normalize_answer`
+    on both sides.
+    """
+    pred = normalize_answer(pred_text)
+    answers = [normalize_answer(answer) for answer in gt_answers]
+    num_matches = sum(answer == pred for answer in answers)
+    # Leaving out a human who gave the prediction leaves one match fewer.
+    subset_scores = [
+        min((num_matches - (answer == pred)) / 3, 1.0) for answer in answers
+    ]
+    return sum(subset_scores) / len(subset_scores)
+
+
+@METRICS.register_module()
+class VQAAccuracy(BaseMetric):
+    """VQA accuracy (percent) with the official answer normalisation.
+
+    Reads ``pred_text`` and ``gt_answers`` (the human answers, usually 10)
+    from each data sample. Samples without ``gt_answers`` (test-dev
+    questions, scored by the benchmark's server) are counted as
+    ``unscored`` rather than scored as wrong.
+
+    Returns ``accuracy`` (left out when no sample has ground truth) and
+    ``unscored``.
+
+    Args:
+        collect_device (str): Device for gathering results across ranks,
+            'cpu' or 'gpu'. Defaults to 'cpu'.
+        prefix (str, optional): Prefix of the metric names. Defaults to
+            ``default_prefix``, 'vqa'.
+        collect_dir (str, optional): Shared folder for gathering results
+            when ``collect_device`` is 'cpu'. Defaults to None.
+    """
+    default_prefix = 'vqa'
+
+    def process(self, data_batch, data_samples: Sequence) -> None:
+        """Score each sample; ``None`` marks one without ground truth."""
+        for sample in data_samples:
+            gt_answers = sample.get('gt_answers')
+            score: Optional[float] = None
+            if gt_answers:
+                score = vqa_score(sample.get('pred_text'), gt_answers)
+            self.results.append(dict(score=score))
+
+    def compute_metrics(self, results: List[dict]) -> dict:
+        scores = [r['score'] for r in results if r['score'] is not None]
+        metrics = dict(unscored=len(results) - len(scores))
+        if scores:
+            metrics['accuracy'] = 100 * sum(scores) / len(scores)
+        return metrics

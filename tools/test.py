@@ -1,0 +1,94 @@
+"""Evaluate a LLaVA model on a test set with an mmengine Runner.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
+        [--cfg-options key=value ...] [--launcher none|pytorch|slurm|mpi]
+
+CHECKPOINT is an mmllava checkpoint or a training work dir (its latest
+checkpoint). Generates an answer for every test sample, prints the metrics
+and writes every answer to ``--out`` (default: in the work dir) in the
+benchmark's format: LLaVA's answer jsonl, or COCO caption results for
+captioning. The metrics are also saved beside it as json.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+from pathlib import Path
+
+from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
+from mmengine.runner import Runner
+
+import mmllava  # noqa: F401  (version fixes; registries)
+from mmllava.utils.files import resolve_checkpoint
+from mmllava.utils.launch import adapt_to_machine
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test a LLaVA model')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint',
+                        help='checkpoint file, or a work dir (its latest)')
+    parser.add_argument('--work-dir', help='where logs and results go')
+    parser.add_argument(
+        '--out', help='answer file (default: WORK_DIR/<config>_answers'
+        '.jsonl, or .json of COCO caption results for captioning)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config keys, e.g. test_dataloader.batch_size=1')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def answer_writer(cfg: Config, out_file: str) -> dict:
+    """The evaluator entry that saves every answer."""
+    task = cfg.get('inference', {}).get('task')
+    file_format = 'coco_captions' if task == 'caption' else 'llava_jsonl'
+    return dict(type='AnswerFileWriter', out_file=out_file,
+                file_format=file_format,
+                model_id=osp.splitext(osp.basename(cfg.filename))[0])
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    name = osp.splitext(osp.basename(args.config))[0]
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs', name)
+    cfg.load_from = resolve_checkpoint(args.checkpoint)
+    # The checkpoint holds the projector; a stage-1 path is not needed.
+    cfg.model.pop('projector_pretrained', None)
+    task = cfg.get('inference', {}).get('task')
+    suffix = '.json' if task == 'caption' else '.jsonl'
+    cfg.answer_file = args.out or osp.join(cfg.work_dir,
+                                           f'{name}_answers{suffix}')
+    evaluators = cfg.test_evaluator if isinstance(
+        cfg.test_evaluator, list) else [cfg.test_evaluator]
+    cfg.test_evaluator = [*evaluators, answer_writer(cfg, cfg.answer_file)]
+    return adapt_to_machine(cfg)
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = merge_args(Config.fromfile(args.config), args)
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    if is_main_process():
+        metrics_file = Path(cfg.answer_file).with_suffix('.metrics.json')
+        metrics_file.write_text(json.dumps(metrics, indent=1) + '\n')
+        print('\n'.join(f'{key}: {value:.2f}'
+                        if isinstance(value, float) else f'{key}: {value}'
+                        for key, value in metrics.items()))
+        print(f'Answers: {cfg.answer_file}\nMetrics: {metrics_file}')
+
+
+if __name__ == '__main__':
+    main()
