@@ -17,19 +17,15 @@ import mmengine
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 import mmllava  # noqa: F401  (lets torch.load(weights_only=True) read them)
-from mmllava.demo.assets import save_random_vision_encoder
-from mmllava.demo.synthetic_scenes import generate_demo_dataset
-from mmllava.demo.tokenizer import write_llama_tokenizer
 from mmllava.utils.plot import find_scalars_file, load_scalars
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = REPO / 'tools/train.py'
 STAGE1_CONFIG = REPO / 'configs/llava/llava-tiny_demo_pretrain.py'
 STAGE2_CONFIG = REPO / 'configs/llava/llava-tiny_demo_ft.py'
-NUM_TRAIN = 24
+NUM_TRAIN = 24  # the demo_workspace fixture's train scenes
 ITERS_PER_EPOCH = math.ceil(NUM_TRAIN / mmengine.Config.fromfile(
     str(STAGE1_CONFIG)).train_dataloader.batch_size)
 # Stage 2 trains the whole LLM: two batches of 4 of its records keep it cheap.
@@ -77,27 +73,8 @@ def part(state_dict: dict, prefix: str) -> dict:
 
 
 @pytest.fixture(scope='module')
-def workspace(tmp_path_factory) -> Path:
-    """A folder laid out as the demo configs expect: data/demo and
-    checkpoints/demo/{tokenizer,vision_encoder,llm}."""
-    root = tmp_path_factory.mktemp('demo_workspace')
-    demo = mmengine.Config.fromfile(str(STAGE1_CONFIG)).demo
-    generate_demo_dataset(root / 'data/demo', num_train=NUM_TRAIN,
-                          num_eval=4, image_size=demo.image_size)
-    tokenizer_dir = write_llama_tokenizer(
-        str(root / 'checkpoints/demo/tokenizer'))
-    save_random_vision_encoder(demo.vision_config, demo.image_processor,
-                               str(root / 'checkpoints/demo/vision_encoder'))
-    # A random-init LLM: what stage 1 and 2 do with it does not depend on
-    # the language pretraining, which would take most of this module's time.
-    llm_config = dict(demo.llm_config)
-    torch.manual_seed(0)
-    llm = AutoModelForCausalLM.from_config(
-        AutoConfig.for_model(llm_config.pop('model_type'), **llm_config))
-    llm.save_pretrained(root / 'checkpoints/demo/llm')
-    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(
-        root / 'checkpoints/demo/llm')
-    return root
+def workspace(demo_workspace) -> Path:
+    return demo_workspace
 
 
 @pytest.fixture(scope='module')
