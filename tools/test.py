@@ -1,13 +1,15 @@
 """Evaluate a LLaVA model on a test set with an mmengine Runner.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
-        [--cfg-options key=value ...] [--launcher none|pytorch|slurm|mpi]
+        [--blind] [--cfg-options key=value ...]
+        [--launcher none|pytorch|slurm|mpi]
 
 CHECKPOINT is an mmllava checkpoint or a training work dir (its latest
 checkpoint). Generates an answer for every test sample, prints the metrics
 and writes every answer to ``--out`` (default: in the work dir) in the
 benchmark's format: LLaVA's answer jsonl, or COCO caption results for
-captioning. The metrics are also saved beside it as json.
+captioning. The metrics are also saved beside it as json. ``--blind``
+answers with every image blanked: the language-prior baseline.
 """
 import argparse
 import json
@@ -34,6 +36,10 @@ def parse_args() -> argparse.Namespace:
         '--out', help='answer file (default: WORK_DIR/<config>_answers'
         '.jsonl, or .json of COCO caption results for captioning)')
     parser.add_argument(
+        '--blind', action='store_true',
+        help='replace every image by a blank one: a baseline of what the '
+        'model answers from the text alone')
+    parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config keys, e.g. test_dataloader.batch_size=1')
     parser.add_argument(
@@ -54,6 +60,16 @@ def answer_writer(cfg: Config, out_file: str) -> dict:
                 model_id=osp.splitext(osp.basename(cfg.filename))[0])
 
 
+def blind_pipeline(pipeline: list, mean) -> None:
+    """Put a BlankImage step right after LoadImage."""
+    steps = [step['type'] for step in pipeline]
+    if 'LoadImage' not in steps:
+        raise ValueError('--blind needs a LoadImage step in the test '
+                         f'pipeline; it has {steps}')
+    pipeline.insert(steps.index('LoadImage') + 1,
+                    dict(type='BlankImage', mean=mean))
+
+
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
@@ -64,6 +80,9 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('work_dirs', name)
     cfg.load_from = resolve_checkpoint(args.checkpoint)
+    if args.blind:
+        blind_pipeline(cfg.test_dataloader.dataset.pipeline,
+                       cfg.get('image_mean', (0.5, 0.5, 0.5)))
     # The checkpoint holds the projector; a stage-1 path is not needed.
     cfg.model.pop('projector_pretrained', None)
     task = cfg.get('inference', {}).get('task')

@@ -19,9 +19,9 @@ from skimage import data as photos
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import (build_generation_prompt, get_template,
                                   tokenize_conversation)
-from mmllava.datasets.transforms import (LoadImage, PackLLaVAInputs,
-                                         PadToSquare, ProcessImage,
-                                         TokenizeConversation)
+from mmllava.datasets.transforms import (BlankImage, LoadImage,
+                                         PackLLaVAInputs, PadToSquare,
+                                         ProcessImage, TokenizeConversation)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 # int(255 * mean) per channel, as the official expand2square call computes.
@@ -500,3 +500,15 @@ def test_pack_predict_text_only_sample():
     assert inputs['pixel_values'].numel() == 0
     assert data_sample.gt_answer == 'Yes.'
     assert data_sample.sample_id == 3 and data_sample.img_path is None
+
+
+def test_blank_image_keeps_sizes_and_removes_content():
+    images = [Image.fromarray(photos.coffee()), Image.fromarray(photos.camera())]
+    results = BlankImage(mean=(0.48145466, 0.4578275, 0.40821073))(
+        dict(images=images))
+    assert [image.size for image in results['images']] == \
+        [image.size for image in images]
+    for image in results['images']:
+        pixels = np.asarray(image)
+        assert image.mode == 'RGB'
+        assert (pixels == np.array([122, 116, 104])).all()

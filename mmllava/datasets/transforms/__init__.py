@@ -1,8 +1,9 @@
 """Transforms of the data path; importing this module registers them."""
 from mmllava.datasets.transforms.formatting import PackLLaVAInputs
-from mmllava.datasets.transforms.image import PadToSquare, ProcessImage
+from mmllava.datasets.transforms.image import (BlankImage, PadToSquare,
+                                               ProcessImage)
 from mmllava.datasets.transforms.loading import LoadImage
 from mmllava.datasets.transforms.tokenize import TokenizeConversation
 
-__all__ = ['LoadImage', 'PadToSquare', 'ProcessImage',
+__all__ = ['LoadImage', 'BlankImage', 'PadToSquare', 'ProcessImage',
            'TokenizeConversation', 'PackLLaVAInputs']

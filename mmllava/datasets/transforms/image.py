@@ -84,3 +84,22 @@ class ProcessImage(BaseTransform):
         processed = self.image_processor(images, return_tensors='pt')
         results['pixel_values'] = processed['pixel_values'].float()
         return results
+
+
+@TRANSFORMS.register_module()
+class BlankImage(BaseTransform):
+    """Replace each image by a blank one of the same size: a blind baseline,
+    showing what a model answers from the text alone.
+
+    Args:
+        mean (Sequence[float]): The colour in 0-1 (the image processor's
+            mean, so the blank image normalises to zeros).
+    """
+
+    def __init__(self, mean: Sequence[float]) -> None:
+        self.colour = tuple(int(255 * value) for value in mean)
+
+    def transform(self, results: dict) -> dict:
+        results['images'] = [Image.new('RGB', image.size, self.colour)
+                             for image in results['images']]
+        return results
