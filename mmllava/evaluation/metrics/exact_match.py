@@ -1,5 +1,5 @@
 """Exact-match accuracy of short answers (GQA)."""
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 from mmengine.evaluator import BaseMetric
 
@@ -20,7 +20,8 @@ class ExactMatchAccuracy(BaseMetric):
     :func:`normalize_gqa_answer` and must then be equal. Samples without
     ``gt_answer`` are counted as ``unscored`` rather than scored as wrong.
 
-    Returns ``accuracy`` (left out when no sample has ground truth) and
+    Returns ``accuracy`` (left out when no sample has ground truth),
+    ``{category}/accuracy`` for each ``category`` samples name, and
     ``unscored``.
 
     Args:
@@ -33,7 +34,7 @@ class ExactMatchAccuracy(BaseMetric):
     """
     default_prefix = 'gqa'
 
-    def process(self, data_batch, data_samples: Sequence) -> None:
+    def process(self, data_batch: Any, data_samples: Sequence) -> None:
         """Mark each sample correct or not; ``None`` when it has no
         ground truth."""
         for sample in data_samples:
@@ -42,11 +43,21 @@ class ExactMatchAccuracy(BaseMetric):
             if gt_answer is not None:
                 correct = (normalize_gqa_answer(sample.get('pred_text'))
                            == normalize_gqa_answer(gt_answer))
-            self.results.append(dict(correct=correct))
+            self.results.append(dict(correct=correct,
+                                     category=sample.get('category')))
 
     def compute_metrics(self, results: List[dict]) -> dict:
-        scored = [r['correct'] for r in results if r['correct'] is not None]
+        scored = [r for r in results if r['correct'] is not None]
         metrics = dict(unscored=len(results) - len(scored))
         if scored:
-            metrics['accuracy'] = 100 * sum(scored) / len(scored)
+            metrics['accuracy'] = accuracy(scored)
+        for category in sorted({str(r['category']) for r in scored
+                                if r['category'] is not None}):
+            metrics[f'{category}/accuracy'] = accuracy(
+                [r for r in scored if str(r['category']) == category])
         return metrics
+
+
+def accuracy(results: List[dict]) -> float:
+    """Percent of ``results`` marked correct."""
+    return 100 * sum(r['correct'] for r in results) / len(results)

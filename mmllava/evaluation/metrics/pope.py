@@ -1,6 +1,6 @@
 """POPE object-hallucination metrics (yes/no questions)."""
 from collections import defaultdict
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Sequence
 
 from mmengine.evaluator import BaseMetric
 
@@ -61,7 +61,7 @@ class POPEMetric(BaseMetric):
     """
     default_prefix = 'pope'
 
-    def process(self, data_batch, data_samples: Sequence) -> None:
+    def process(self, data_batch: Any, data_samples: Sequence) -> None:
         """Read each answer as yes or no."""
         for sample in data_samples:
             self.results.append(dict(

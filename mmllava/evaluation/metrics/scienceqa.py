@@ -1,7 +1,7 @@
 """ScienceQA multiple-choice accuracy."""
 import re
 from collections import defaultdict
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from mmengine.evaluator import BaseMetric
 
@@ -66,7 +66,7 @@ class ScienceQAAccuracy(BaseMetric):
     """
     default_prefix = 'scienceqa'
 
-    def process(self, data_batch, data_samples: Sequence) -> None:
+    def process(self, data_batch: Any, data_samples: Sequence) -> None:
         """Parse each prediction and mark it correct or not."""
         for sample in data_samples:
             letter = parse_option_letter(sample.get('pred_text'),

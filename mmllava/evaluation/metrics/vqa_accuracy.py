@@ -1,5 +1,5 @@
 """VQA accuracy against ten human answers (VQAv2, TextVQA, VizWiz)."""
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 from mmengine.evaluator import BaseMetric
 
@@ -47,7 +47,7 @@ class VQAAccuracy(BaseMetric):
     """
     default_prefix = 'vqa'
 
-    def process(self, data_batch, data_samples: Sequence) -> None:
+    def process(self, data_batch: Any, data_samples: Sequence) -> None:
         """Score each sample; ``None`` marks one without ground truth."""
         for sample in data_samples:
             gt_answers = sample.get('gt_answers')
