@@ -14,4 +14,4 @@ test_dataloader = dict(
         image_folder='data/demo/',
         prompt_suffix=short_answer_prompt,
         pipeline=_base_.test_pipeline))
-test_evaluator = dict(type='ExactMatchAccuracy')
+test_evaluator = dict(type='ExactMatchAccuracy', prefix='demo-vqa')
