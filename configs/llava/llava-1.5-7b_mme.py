@@ -16,5 +16,8 @@ test_dataloader = dict(
         image_folder=data_root + 'MME_Benchmark_release_version',
         ground_truth=dict(format='mme',
                           file=data_root + 'MME_Benchmark_release_version'),
+        # LLaVA's question file repeats question ids (an image id for
+        # TextVQA, the image path for MME); answers keep them as given.
+        allow_duplicate_ids=True,
         pipeline=_base_.test_pipeline))
 test_evaluator = dict(type='MMEMetric')

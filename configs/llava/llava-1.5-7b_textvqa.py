@@ -16,5 +16,8 @@ test_dataloader = dict(
         image_folder=data_root + 'train_images',
         ground_truth=dict(format='textvqa',
                           file=data_root + 'TextVQA_0.5.1_val.json'),
+        # LLaVA's question file repeats question ids (an image id for
+        # TextVQA, the image path for MME); answers keep them as given.
+        allow_duplicate_ids=True,
         pipeline=_base_.test_pipeline))
 test_evaluator = dict(type='VQAAccuracy')

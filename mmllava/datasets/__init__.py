@@ -1,6 +1,9 @@
 """Datasets, transforms and samplers; importing this module registers them."""
 from mmllava.datasets import transforms  # noqa: F401
+from mmllava.datasets.coco_caption import COCOKarpathyCaptionDataset
 from mmllava.datasets.llava_dataset import LLaVADataset
+from mmllava.datasets.question_dataset import LLaVAQuestionDataset
 from mmllava.datasets.samplers import LengthGroupedSampler
 
-__all__ = ['LLaVADataset', 'LengthGroupedSampler']
+__all__ = ['LLaVADataset', 'LengthGroupedSampler', 'LLaVAQuestionDataset',
+           'COCOKarpathyCaptionDataset']
