@@ -10,6 +10,7 @@ from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
+from mmllava.evaluation.metrics.fields import required_field
 from mmllava.registry import METRICS
 
 
@@ -93,7 +94,9 @@ class COCOCaptionMetric(BaseMetric):
     def process(self, data_batch: Any, data_samples: Sequence) -> None:
         """Keep each sample's image id and caption."""
         for sample in data_samples:
-            self.results.append(dict(image_id=int(sample.image_id),
+            image_id = required_field(sample, 'image_id',
+                                      'COCOCaptionMetric')
+            self.results.append(dict(image_id=int(image_id),
                                      caption=sample.get('pred_text')))
 
     def compute_metrics(self, results: List[dict]) -> dict:

@@ -4,6 +4,7 @@ from typing import Any, Dict, List, Sequence
 
 from mmengine.evaluator import BaseMetric
 
+from mmllava.evaluation.metrics.fields import required_field
 from mmllava.registry import METRICS
 
 # The subtask names as in MME's eval_tool/calculation.py.
@@ -68,11 +69,12 @@ class MMEMetric(BaseMetric):
     def process(self, data_batch: Any, data_samples: Sequence) -> None:
         """Mark each answer correct or not."""
         for sample in data_samples:
+            answer = required_field(sample, 'gt_answer', 'MMEMetric')
             self.results.append(dict(
                 correct=(parse_mme_answer(sample.get('pred_text'))
-                         == sample.gt_answer.lower()),
-                category=sample.category,
-                image_id=sample.image_id))
+                         == answer.lower()),
+                category=required_field(sample, 'category', 'MMEMetric'),
+                image_id=required_field(sample, 'image_id', 'MMEMetric')))
 
     def compute_metrics(self, results: List[dict]) -> dict:
         by_subtask: Dict[str, List[dict]] = defaultdict(list)

@@ -4,6 +4,7 @@ from typing import Any, Dict, List, Sequence
 
 from mmengine.evaluator import BaseMetric
 
+from mmllava.evaluation.metrics.fields import required_field
 from mmllava.registry import METRICS
 
 
@@ -64,10 +65,11 @@ class POPEMetric(BaseMetric):
     def process(self, data_batch: Any, data_samples: Sequence) -> None:
         """Read each answer as yes or no."""
         for sample in data_samples:
+            label = required_field(sample, 'gt_answer', 'POPEMetric')
             self.results.append(dict(
                 pred=pope_answer_is_yes(sample.get('pred_text')),
                 # LLaVA's script: any label but 'no' is positive.
-                label=sample.gt_answer.lower() != 'no',
+                label=label.lower() != 'no',
                 category=sample.get('category')))
 
     def compute_metrics(self, results: List[dict]) -> dict:

@@ -5,6 +5,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from mmengine.evaluator import BaseMetric
 
+from mmllava.evaluation.metrics.fields import required_field
 from mmllava.registry import METRICS
 
 # LLaVA's eval_science_qa.py parses against all five letters, then rejects
@@ -69,10 +70,13 @@ class ScienceQAAccuracy(BaseMetric):
     def process(self, data_batch: Any, data_samples: Sequence) -> None:
         """Parse each prediction and mark it correct or not."""
         for sample in data_samples:
+            num_choices = required_field(sample, 'num_choices',
+                                         'ScienceQAAccuracy')
             letter = parse_option_letter(sample.get('pred_text'),
-                                         sample.num_choices)
+                                         num_choices)
+            answer = required_field(sample, 'gt_answer', 'ScienceQAAccuracy')
             self.results.append(dict(
-                correct=letter == sample.gt_answer,
+                correct=letter == answer,
                 failed=letter is None,
                 category=sample.get('category'),
                 has_image=sample.get('img_path') is not None))
