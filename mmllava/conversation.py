@@ -80,6 +80,11 @@ def get_template(name: str) -> ChatTemplate:
     return TEMPLATES[name]
 
 
+def cut_at_stop(text: str, stop: str) -> str:
+    """Generated text up to a template's ``stop`` text, stripped."""
+    return text.lstrip().split(stop)[0].strip()
+
+
 def move_image_to_front(message: str) -> str:
     """Put a message's image placeholder first, as ``<image>\\n``.
 

@@ -4,7 +4,12 @@ from pathlib import Path
 import mmengine
 import pytest
 import torch
+from PIL import Image
+from skimage import data as photos
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+import mmllava  # noqa: F401  (lets torch.load(weights_only=True) read them)
+from mmllava.apis import get_model
 
 from mmllava.demo.assets import save_random_vision_encoder
 from mmllava.demo.eval_files import write_eval_files
@@ -45,15 +50,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope='session')
 def demo_workspace(tmp_path_factory) -> Path:
-    """A folder laid out as the demo configs expect: data/demo (24 training
+    """A folder laid out as the demo configs expect (see
+    :func:`make_demo_workspace`). Tests write only their own work dirs in it.
+    """
+    return make_demo_workspace(tmp_path_factory.mktemp('demo_workspace'))
+
+
+def make_demo_workspace(root: Path) -> Path:
+    """Lay out ``root`` as the demo configs expect: data/demo (24 training
     scenes, 4 held-out ones and their test files in data/demo/eval) and
     checkpoints/demo/{tokenizer,vision_encoder,llm}.
 
     The LLM is random-init: what training and testing do with it does not
     depend on the demo's language pretraining, which would take minutes.
-    Tests write only their own work dirs inside it.
     """
-    root = tmp_path_factory.mktemp('demo_workspace')
     demo = mmengine.Config.fromfile(
         str(REPO / 'configs/llava/llava-tiny_demo_pretrain.py')).demo
     generate_demo_dataset(root / 'data/demo', num_train=24, num_eval=4,
@@ -71,4 +81,55 @@ def demo_workspace(tmp_path_factory) -> Path:
     llm.save_pretrained(root / 'checkpoints/demo/llm')
     AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(
         root / 'checkpoints/demo/llm')
+    return root
+
+
+#: Smaller than the demo's own model: the apis tests only run it.
+SMALL_VISION = dict(hidden_size=32, intermediate_size=64,
+                    num_hidden_layers=2, num_attention_heads=4,
+                    image_size=48, patch_size=8)
+SMALL_LLM = dict(model_type='llama', vocab_size=32000, hidden_size=64,
+                 intermediate_size=128, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2,
+                 max_position_embeddings=512, bos_token_id=1, eos_token_id=2)
+
+
+def make_small_demo_weights(root: Path) -> None:
+    """checkpoints/demo/{tokenizer,vision_encoder,llm} under ``root``."""
+    demo = mmengine.Config.fromfile(
+        str(REPO / 'configs/llava/_base_/models/llava-tiny_demo.py')).demo
+    write_llama_tokenizer(str(root / 'checkpoints/demo/tokenizer'))
+    save_random_vision_encoder(SMALL_VISION, demo.image_processor,
+                               str(root / 'checkpoints/demo/vision_encoder'))
+    config = dict(SMALL_LLM)
+    torch.manual_seed(0)
+    llm = AutoModelForCausalLM.from_config(
+        AutoConfig.for_model(config.pop('model_type'), **config))
+    # A random LM head gives near-equal logits, where greedy decoding would
+    # follow rounding noise; a wide head gives clear winners.
+    with torch.no_grad():
+        llm.get_output_embeddings().weight.normal_(0, 1)
+    llm.save_pretrained(root / 'checkpoints/demo/llm')
+
+
+@pytest.fixture(scope='session')
+def model_workspace(tmp_path_factory) -> Path:
+    """The demo's weight layout with small random weights (a wide LM head),
+    a checkpoint (``ft.pth``) whose weights differ from the folders' (a
+    trained projector and LLM), and photos."""
+    root = tmp_path_factory.mktemp('apis_workspace')
+    make_small_demo_weights(root)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        model = get_model('llava-tiny_demo_vqa', device='cpu')
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.projector.parameters():
+            parameter.normal_(0, 0.5)
+        norm = model.llm.get_decoder().norm.weight
+        norm.mul_(1 + torch.rand_like(norm))
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(iter=1)),
+               root / 'ft.pth')
+    for name in ('astronaut', 'coffee', 'chelsea', 'rocket'):
+        Image.fromarray(getattr(photos, name)()).save(root / f'{name}.png')
     return root

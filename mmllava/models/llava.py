@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
-from mmllava.conversation import get_template
+from mmllava.conversation import cut_at_stop, get_template
 from mmllava.models.projectors import build_projector
 from mmllava.models.tokenizer import build_tokenizer
 from mmllava.registry import MODELS
@@ -372,7 +372,4 @@ class LLaVA(BaseModel):
             eos_token_id=self.tokenizer.eos_token_id, **config)
         texts = self.tokenizer.batch_decode(
             generated, skip_special_tokens=True)
-        return [self._cut_at_stop(text) for text in texts]
-
-    def _cut_at_stop(self, text: str) -> str:
-        return text.lstrip().split(self.template.stop)[0].strip()
+        return [cut_at_stop(text, self.template.stop) for text in texts]

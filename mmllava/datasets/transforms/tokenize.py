@@ -88,7 +88,9 @@ class TokenizeConversation(BaseTransform):
 
     def transform(self, results: dict) -> Optional[dict]:
         sample_id = results.get('sample_id')
-        has_image = results.get('img_path') is not None
+        # An image given in memory (``img``) has no path.
+        has_image = bool(results.get('images')) \
+            or results.get('img_path') is not None
         turns = results['conversations']
         if self.mode == 'predict':
             if turns[-1]['from'] == GPT:

@@ -1,0 +1,132 @@
+"""Multi-turn chat about an image, with the answer streamed as it is
+written."""
+from typing import Callable, Optional, Union
+
+import torch
+from transformers.generation.streamers import BaseStreamer
+
+from mmllava.apis.generation import ImageInput, generate
+from mmllava.constants import IMAGE_PLACEHOLDER
+from mmllava.conversation import cut_at_stop
+
+
+class AnswerStreamer(BaseStreamer):
+    """Hand the answer to ``callback`` piece by piece while it is generated.
+
+    The pieces join to the answer ``LLaVA.generate_answers`` returns (decoded
+    without special tokens, cut at the template's stop text, stripped), so
+    text that may still change is held back: the unfinished last word (a
+    character made of several byte tokens decodes only once complete),
+    trailing whitespace, and a possible start of the stop text.
+
+    Args:
+        tokenizer: The model's tokenizer.
+        stop (str): The template's stop text.
+        callback (Callable[[str], None]): Receives each new piece.
+    """
+
+    def __init__(self, tokenizer, stop: str,
+                 callback: Callable[[str], None]) -> None:
+        self.tokenizer = tokenizer
+        self.stop = stop
+        self.callback = callback
+        self.token_ids: list[int] = []
+        self.sent = ''
+        self.prompt_skipped = False
+
+    def put(self, value: torch.Tensor) -> None:
+        # generate() first puts the prompt ids (none with inputs_embeds).
+        if not self.prompt_skipped:
+            self.prompt_skipped = True
+            return
+        if value.dim() > 1 and value.shape[0] > 1:
+            raise ValueError('AnswerStreamer streams one answer at a time.')
+        self.token_ids += value.flatten().tolist()
+        text = self._decode()
+        if self.stop in text:
+            self._send(cut_at_stop(text, self.stop))
+            return
+        last_space = max(text.rfind(' '), text.rfind('\n'))
+        self._send(self._without_stop_start(text[:max(last_space, 0)])
+                   .rstrip())
+
+    def end(self) -> None:
+        self._send(cut_at_stop(self._decode(), self.stop))
+
+    def _decode(self) -> str:
+        return self.tokenizer.decode(
+            self.token_ids, skip_special_tokens=True).lstrip()
+
+    def _without_stop_start(self, text: str) -> str:
+        for size in range(min(len(self.stop), len(text)), 0, -1):
+            if text.endswith(self.stop[:size]):
+                return text[:-size]
+        return text
+
+    def _send(self, text: str) -> None:
+        if len(text) > len(self.sent) and text.startswith(self.sent):
+            self.callback(text[len(self.sent):])
+            self.sent = text
+
+
+class ChatSession:
+    """A conversation with a model about one image (or none).
+
+    The image goes with the first question; every answer joins the history,
+    so later questions are answered in its context.
+
+    Args:
+        model (LLaVA): Built by :func:`get_model`.
+        image (str | PathLike | PIL.Image | np.ndarray, optional): The image
+            to talk about.
+
+    Attributes:
+        history (list[dict]): The turns so far in LLaVA's format
+            (``{'from': 'human'|'gpt', 'value': str}``).
+
+    Examples:
+        >>> session = ChatSession(model, 'data/demo/images/eval_00000.png')
+        >>> session.ask('What is in the image?',
+        ...             streamer=lambda text: print(text, end=''))
+        >>> session.ask('What colour is it?')
+    """
+
+    def __init__(self, model, image: Optional[ImageInput] = None) -> None:
+        self.model = model
+        self.reset(image)
+
+    def reset(self, image: Optional[ImageInput] = None) -> None:
+        """Start a new conversation, about ``image``."""
+        self.image = image
+        self.history: list[dict] = []
+
+    def ask(self, question: str,
+            streamer: Union[Callable[[str], None], BaseStreamer, None] = None,
+            **generation_kwargs) -> str:
+        """Answer ``question`` in the context of the conversation so far.
+
+        Args:
+            question (str): The question.
+            streamer (Callable | BaseStreamer, optional): A function given
+                each new piece of the answer as it is generated (the pieces
+                join to the returned answer), or a transformers streamer
+                such as ``TextIteratorStreamer``.
+            **generation_kwargs: Override the model's ``generation_cfg``.
+
+        Returns:
+            str: The answer. An empty answer is not kept in the history (an
+            empty turn cannot be rendered), and neither is its question.
+        """
+        if not self.history and self.image is not None:
+            question = f'{IMAGE_PLACEHOLDER}\n{question}'
+        turn = {'from': 'human', 'value': question}
+        if streamer is not None and not isinstance(streamer, BaseStreamer):
+            streamer = AnswerStreamer(self.model.tokenizer,
+                                      self.model.template.stop, streamer)
+        if streamer is not None:
+            generation_kwargs['streamer'] = streamer
+        answer, = generate(self.model, [self.history + [turn]], [self.image],
+                           **generation_kwargs)
+        if answer:
+            self.history += [turn, {'from': 'gpt', 'value': answer}]
+        return answer

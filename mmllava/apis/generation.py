@@ -1,0 +1,70 @@
+"""Conversations with images -> the config's ``test_pipeline`` -> one batch
+-> the model's generated answers."""
+from os import PathLike
+from typing import Optional, Sequence, Union
+
+import numpy as np
+from mmengine.dataset import Compose, pseudo_collate
+from PIL import Image
+
+from mmllava.registry import TRANSFORMS
+
+#: What an image argument may be: a file, a PIL image or a uint8 array.
+ImageInput = Union[str, PathLike, Image.Image, np.ndarray]
+
+
+def build_test_pipeline(model) -> Compose:
+    """The transforms of ``model.cfg.test_pipeline``.
+
+    Tokenization uses the model's own tokenizer instead of loading the
+    config's again.
+    """
+    cfg = getattr(model, 'cfg', None)
+    if cfg is None or 'test_pipeline' not in cfg:
+        raise KeyError('The model needs its config with a `test_pipeline` '
+                       '(LoadImage ... PackLLaVAInputs) as `model.cfg`; '
+                       'build it with get_model().')
+    transforms = []
+    for transform in cfg.test_pipeline:
+        transform = dict(transform)
+        if transform['type'] == 'TokenizeConversation':
+            transform['tokenizer'] = model.tokenizer
+        transforms.append(TRANSFORMS.build(transform))
+    return Compose(transforms)
+
+
+def image_fields(image: Optional[ImageInput]) -> dict:
+    """The data-info keys :class:`LoadImage` reads for ``image``."""
+    if image is None:
+        return dict(img_path=None)
+    if isinstance(image, (str, PathLike)):
+        return dict(img_path=str(image))
+    return dict(img=image)
+
+
+def generate(model, conversations: Sequence[list[dict]],
+             images: Sequence[Optional[ImageInput]],
+             **generation_kwargs) -> list[str]:
+    """Answer the last human turn of each conversation, as one batch.
+
+    Args:
+        model (LLaVA): Built by :func:`get_model` (it reads ``model.cfg``).
+        conversations (Sequence[list[dict]]): LLaVA turns (``{'from':
+            'human'|'gpt', 'value': str}``), each ending with a human turn;
+            ``<image>`` marks where an image goes.
+        images (Sequence): One image (or None) per conversation.
+        **generation_kwargs: Passed to ``model.generate_answers``.
+
+    Returns:
+        list[str]: One answer per conversation.
+    """
+    pipeline = build_test_pipeline(model)
+    samples = [
+        pipeline(dict(sample_id=index, conversations=list(turns),
+                      **image_fields(image)))
+        for index, (turns, image) in enumerate(zip(conversations, images))
+    ]
+    batch = model.data_preprocessor(pseudo_collate(samples))
+    return model.generate_answers(
+        batch['input_ids'], batch['attention_mask'], batch['pixel_values'],
+        batch['num_images'], batch['data_samples'], **generation_kwargs)

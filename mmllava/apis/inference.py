@@ -1,0 +1,95 @@
+"""Caption an image or answer a question about it, as the recipe's config
+says (``inference = dict(task=...)``)."""
+from typing import Sequence, Union
+
+from mmllava.apis.generation import ImageInput, generate
+from mmllava.apis.model_index import TASKS
+from mmllava.constants import IMAGE_PLACEHOLDER
+
+#: The key of the result of each task.
+RESULT_KEYS = dict(caption='pred_caption', vqa='pred_answer')
+
+
+def build_prompts(inference_cfg: dict, prompt: Union[str, Sequence[str], None],
+                  num_images: int) -> list[str]:
+    """One prompt per image, as the task defines it.
+
+    Captioning defaults to the config's ``prompt``; a question (required) gets
+    the config's ``prompt_suffix``.
+    """
+    unknown = set(inference_cfg) - {'task', 'prompt', 'prompt_suffix'}
+    if unknown:
+        raise KeyError(f'Unknown keys in the config\'s inference dict: '
+                       f'{sorted(unknown)} (known: task, prompt, '
+                       'prompt_suffix).')
+    task = inference_cfg.get('task')
+    if task not in TASKS:
+        raise ValueError(f'inference.task must be one of {TASKS}, got '
+                         f'{task!r}.')
+    if prompt is None:
+        if task == 'vqa':
+            raise ValueError('A VQA model needs a question: '
+                             'inference_model(model, image, prompt=...).')
+        prompt = inference_cfg['prompt']
+    prompts = [prompt] * num_images if isinstance(prompt, str) \
+        else list(prompt)
+    if len(prompts) != num_images:
+        raise ValueError(f'{len(prompts)} prompts given for {num_images} '
+                         'images; give one prompt, or one per image.')
+    if task == 'vqa':
+        prompts = [text + inference_cfg.get('prompt_suffix', '')
+                   for text in prompts]
+    return prompts
+
+
+def inference_model(model, image: Union[ImageInput, list[ImageInput]],
+                    prompt: Union[str, Sequence[str], None] = None,
+                    **generation_kwargs) -> Union[dict, list[dict]]:
+    """Caption images or answer questions about them, as mmpretrain's
+    ``inference_model``.
+
+    A list of images runs as one batch; each answer is the one the image
+    gets alone.
+
+    Args:
+        model (LLaVA): Built by :func:`get_model`; its config's ``inference``
+            (``dict(task='caption', prompt=...)`` or ``dict(task='vqa',
+            prompt_suffix=...)``) and ``test_pipeline`` are used.
+        image (str | PathLike | PIL.Image | np.ndarray | list): A file, an
+            image in memory (uint8 array), or a list of those.
+        prompt (str | list[str], optional): The question (VQA, required) or
+            the captioning prompt (defaults to the config's); a list gives
+            one per image. The image goes before it as ``<image>\\n``.
+        **generation_kwargs: Override the model's ``generation_cfg``, e.g.
+            ``max_new_tokens=16``.
+
+    Returns:
+        dict | list[dict]: ``{'pred_caption': str}`` or ``{'pred_answer':
+        str}``; a list of them for a list of images.
+
+    Examples:
+        >>> model = get_model('llava-tiny_demo_vqa',
+        ...                   pretrained='work_dirs/llava-tiny_demo_ft')
+        >>> image = 'data/demo/images/eval_00000.png'
+        >>> inference_model(model, image, 'Where is the blue triangle?')
+        {'pred_answer': 'Bottom right'}
+        >>> inference_model(model, [image, image], ['Where is the blue '
+        ...                 'triangle?', 'Is the blue triangle large or small?'])
+        [{'pred_answer': 'Bottom right'}, {'pred_answer': 'Large'}]
+    """
+    cfg = getattr(model, 'cfg', None)
+    if cfg is None or 'inference' not in cfg:
+        raise KeyError(
+            'The model config has no `inference` dict (task and prompt); '
+            'use a recipe from list_models() or add inference=dict(...).')
+    images = image if isinstance(image, list) else [image]
+    if isinstance(prompt, list) and not isinstance(image, list):
+        raise ValueError('A list of prompts needs a list of images.')
+    prompts = build_prompts(cfg.inference, prompt, len(images))
+    conversations = [[{'from': 'human',
+                       'value': f'{IMAGE_PLACEHOLDER}\n{text}'}]
+                     for text in prompts]
+    answers = generate(model, conversations, images, **generation_kwargs)
+    key = RESULT_KEYS[cfg.inference.task]
+    results = [{key: answer} for answer in answers]
+    return results if isinstance(image, list) else results[0]

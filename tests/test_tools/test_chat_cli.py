@@ -1,0 +1,58 @@
+"""``tools/chat.py`` with questions piped in, as a user would script it, in a
+folder laid out as the demo configs expect (``model_workspace``, tiny
+random weights)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHAT = REPO / 'tools/chat.py'
+TIMEOUT = 120
+
+
+def chat(workspace: Path, stdin: str,
+         *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(CHAT), 'llava-tiny_demo_vqa', 'ft.pth',
+               '--image', 'astronaut.png', '--device', 'cpu',
+               '--max-new-tokens', '4', *args]
+    return subprocess.run(command, cwd=workspace, input=stdin, text=True,
+                          capture_output=True, timeout=TIMEOUT,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+
+
+def answers(stdout: str) -> list[str]:
+    return [line[len('ASSISTANT: '):] for line in stdout.splitlines()
+            if line.startswith('ASSISTANT: ')]
+
+
+def test_piped_question_gets_an_answer(model_workspace):
+    run = chat(model_workspace, 'What is this?\n/quit\nNot asked.\n')
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert 'USER: What is this?' in run.stdout
+    answer, = answers(run.stdout)
+    assert answer.strip()
+    assert 'Not asked.' not in run.stdout
+
+
+def test_commands_and_end_of_input(model_workspace):
+    """``/reset`` and ``/image`` start new conversations: the same first
+    question about the same image gets the same answer again."""
+    stdin = ('What is this?\n/reset\nWhat is this?\n/image missing.png\n'
+             '/image coffee.png\nWhat is this?\n/image astronaut.png\n'
+             'What is this?\n/help\n')  # no /quit: the input just ends
+    run = chat(model_workspace, stdin)
+    assert run.returncode == 0, run.stderr[-3000:]
+    first, after_reset, coffee, astronaut = answers(run.stdout)
+    assert first == after_reset == astronaut
+    assert 'Image not found: missing.png' in run.stdout
+    assert 'New conversation about coffee.png.' in run.stdout
+    assert 'Unknown command /help' in run.stdout
+
+
+def test_missing_image_exits_with_an_error(model_workspace):
+    run = chat(model_workspace, '', '--image', 'missing.png')
+    assert run.returncode == 1
+    assert 'Image not found: missing.png' in run.stdout

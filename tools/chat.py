@@ -1,0 +1,117 @@
+"""Chat with a LLaVA model about an image; answers stream as they are
+written.
+
+    python tools/chat.py CONFIG_OR_NAME CHECKPOINT --image PATH
+        [--device cuda|cpu] [--max-new-tokens N]
+
+Commands: ``/image PATH`` (a new image and a new conversation), ``/reset``
+(a new conversation about the same image), ``/quit`` (or end of input).
+Questions may also come from a pipe: ``echo "What is this?" | python
+tools/chat.py ...``.
+"""
+import argparse
+import sys
+from pathlib import Path
+from threading import Thread
+from typing import Optional
+
+from mmengine.logging import MMLogger
+from transformers import TextIteratorStreamer
+
+from mmllava.apis import ChatSession, get_model
+
+COMMANDS = '/image PATH, /reset, /quit'
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Chat with a LLaVA model about an image')
+    parser.add_argument('model', help='a name from list_models() or a config')
+    parser.add_argument('checkpoint',
+                        help='an mmllava checkpoint or a training work dir')
+    parser.add_argument('--image', required=True, help='the image to discuss')
+    parser.add_argument('--device', help='defaults to cuda when available')
+    parser.add_argument('--max-new-tokens', type=int,
+                        help="longest answer (default: the config's)")
+    return parser.parse_args()
+
+
+def stream_answer(session: ChatSession, question: str, **kwargs) -> str:
+    """Print the answer while it is generated (generation runs in a thread
+    that feeds the streamer) and return it."""
+    streamer = TextIteratorStreamer(session.model.tokenizer, skip_prompt=True,
+                                    skip_special_tokens=True)
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result['answer'] = session.ask(question, streamer=streamer,
+                                           **kwargs)
+        except BaseException as error:  # re-raised in the main thread
+            result['error'] = error
+            streamer.end()
+
+    thread = Thread(target=run)
+    thread.start()
+    print('ASSISTANT: ', end='', flush=True)
+    for piece in streamer:
+        print(piece, end='', flush=True)
+    thread.join()
+    print(flush=True)
+    if 'error' in result:
+        raise result['error']
+    return result['answer']
+
+
+def read_question(interactive: bool) -> Optional[str]:
+    """The next line, or None at the end of input. Piped lines are echoed
+    so that the transcript reads as a conversation."""
+    try:
+        line = input('USER: ' if interactive else '')
+    except EOFError:
+        return None
+    if not interactive:
+        print(f'USER: {line}')
+    return line.strip()
+
+
+def check_image(path: str) -> bool:
+    if Path(path).is_file():
+        return True
+    print(f'Image not found: {path}')
+    return False
+
+
+def main() -> None:
+    args = parse_args()
+    if not check_image(args.image):
+        sys.exit(1)
+    # Model-building logs would interleave with the transcript on stdout.
+    MMLogger.get_instance('chat', log_level='WARNING')
+    model = get_model(args.model, pretrained=args.checkpoint,
+                      device=args.device)
+    kwargs = {} if args.max_new_tokens is None \
+        else dict(max_new_tokens=args.max_new_tokens)
+    session = ChatSession(model, args.image)
+    interactive = sys.stdin.isatty()
+    print(f'Chatting about {args.image}. Commands: {COMMANDS}.')
+    while (line := read_question(interactive)) is not None:
+        command = line.split()[0] if line else ''
+        if command == '/quit':
+            break
+        if command == '/reset':
+            session.reset(session.image)
+            print('New conversation.')
+        elif command == '/image':
+            path = line[len('/image'):].strip()
+            if check_image(path):
+                session.reset(path)
+                print(f'New conversation about {path}.')
+        elif command.startswith('/'):
+            print(f'Unknown command {command}; commands: {COMMANDS}.')
+        elif line:
+            stream_answer(session, line, **kwargs)
+
+
+if __name__ == '__main__':
+    main()
