@@ -10,10 +10,14 @@
 4. Stage 2 (projector + LLM, instructions, `vicuna_v1`) with tools/train.py,
    starting from the stage-1 projector.
 5. Draws both loss curves to work_dirs/demo_loss.png and prints the losses.
-6. Answers held-out questions with the trained model, prints the accuracy and
-   draws a few answers beside their images to work_dirs/demo_predictions.png.
+6. Tests the trained model with tools/test.py on the held-out scenes:
+   captioning (BLEU, METEOR, ROUGE-L, CIDEr) and short-answer questions
+   (exact match per question kind), beside a blind baseline (the same model
+   with every image blanked), prints one answer per question kind and draws
+   a few answers beside their images to work_dirs/demo_predictions.png.
 """
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +26,9 @@ from mmengine.config import Config
 
 from mmllava.demo.assets import (pretrain_language_model,
                                  save_random_vision_encoder)
-from mmllava.demo.predictions import draw_predictions, predict_eval_set
+from mmllava.demo.eval_files import write_eval_files
+from mmllava.demo.predictions import draw_predictions, join_answers
+from mmllava.demo.report import comparison_table, examples_per_kind
 from mmllava.demo.synthetic_scenes import generate_demo_dataset
 from mmllava.demo.tokenizer import write_llama_tokenizer
 from mmllava.utils.plot import (find_scalars_file, load_scalars,
@@ -31,6 +37,8 @@ from mmllava.utils.plot import (find_scalars_file, load_scalars,
 REPO = Path(__file__).resolve().parents[1]
 STAGE1_CONFIG = REPO / 'configs/llava/llava-tiny_demo_pretrain.py'
 STAGE2_CONFIG = REPO / 'configs/llava/llava-tiny_demo_ft.py'
+CAPTION_CONFIG = REPO / 'configs/llava/llava-tiny_demo_caption.py'
+VQA_CONFIG = REPO / 'configs/llava/llava-tiny_demo_vqa.py'
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,8 +49,6 @@ def parse_args() -> argparse.Namespace:
                         help='--cfg-options for stage 1 (key=value)')
     parser.add_argument('--stage2-options', nargs='*', default=[],
                         help='--cfg-options for stage 2 (key=value)')
-    parser.add_argument('--num-eval', type=int, default=48,
-                        help='held-out questions to answer at the end')
     return parser.parse_args()
 
 
@@ -54,6 +60,8 @@ def prepare(demo: dict) -> None:
         generate_demo_dataset(
             str(data_dir), num_train=demo['num_train'],
             num_eval=demo['num_eval'], image_size=demo['image_size'])
+    if not (data_dir / 'eval/questions.jsonl').is_file():
+        write_eval_files(str(data_dir / 'eval.json'), str(data_dir / 'eval'))
     if not Path(demo['tokenizer_dir'], 'tokenizer_config.json').is_file():
         write_llama_tokenizer(demo['tokenizer_dir'])
     if not Path(demo['vision_encoder_dir'], 'config.json').is_file():
@@ -71,13 +79,53 @@ def prepare(demo: dict) -> None:
             **demo['lm_pretrain'])
 
 
-def train(config: Path, work_dir: Path, options: list[str]) -> None:
-    command = [sys.executable, str(REPO / 'tools/train.py'), str(config),
-               '--work-dir', str(work_dir)]
-    if options:
-        command += ['--cfg-options', *options]
+def run_tool(tool: str, *args: str) -> None:
+    command = [sys.executable, str(REPO / 'tools' / tool), *args]
     print('$ ' + ' '.join(command), flush=True)
     subprocess.run(command, check=True)
+
+
+def train(config: Path, work_dir: Path, options: list[str]) -> None:
+    options = ['--cfg-options', *options] if options else []
+    run_tool('train.py', str(config), '--work-dir', str(work_dir), *options)
+
+
+def test(config: Path, checkpoint: Path, work_dir: Path,
+         blind: bool) -> tuple[dict, Path]:
+    """Run tools/test.py; return its metrics and its answer file."""
+    answers = work_dir / ('answers.json' if config == CAPTION_CONFIG
+                          else 'answers.jsonl')
+    run_tool('test.py', str(config), str(checkpoint), '--work-dir',
+             str(work_dir), '--out', str(answers),
+             *(['--blind'] if blind else []))
+    metrics = json.loads(answers.with_suffix('.metrics.json').read_text())
+    return metrics, answers
+
+
+def evaluate(demo: dict, checkpoint: Path, work_dir: Path) -> None:
+    """Test the model and its blind baseline; print and draw the results."""
+    model, blind, answer_files = {}, {}, {}
+    for config in (CAPTION_CONFIG, VQA_CONFIG):
+        for is_blind, metrics in ((False, model), (True, blind)):
+            name = config.stem.split('_')[-1] + ('_blind' if is_blind else '')
+            result, answer_files[name] = test(config, checkpoint,
+                                              work_dir / name, is_blind)
+            metrics.update(result)
+    eval_dir = Path(demo['data_dir'], 'eval')
+    results, blind_results = (
+        join_answers(str(answer_files[name]),
+                     str(eval_dir / 'questions.jsonl'), demo['data_dir'])
+        for name in ('vqa', 'vqa_blind'))
+    print(f'\nHeld-out test set: {len(results)} questions about '
+          f'{demo["num_eval"]} scenes, and their captions. "blind" is the '
+          'same model with every image blanked (tools/test.py --blind).')
+    print(comparison_table(model, blind))
+    print('One answer per question kind:')
+    print('\n'.join('  ' + line
+                    for line in examples_per_kind(results, blind_results)))
+    drawn = draw_predictions(results, str(work_dir.parent /
+                                          'demo_predictions.png'))
+    print(f'Answers beside their images: {drawn}')
 
 
 def main() -> None:
@@ -99,15 +147,7 @@ def main() -> None:
               f'({losses[-1] / losses[0]:.0%} of the first)')
     print(f'Loss curves: {figure}')
 
-    results = predict_eval_set(
-        Config.fromfile(str(STAGE2_CONFIG)), str(stage2_dir),
-        str(Path(demo['data_dir'], 'eval.json')), demo['data_dir'],
-        max_samples=args.num_eval)
-    accuracy = sum(result['correct'] for result in results) / len(results)
-    drawn = draw_predictions(
-        results, str(Path(args.work_dir, 'demo_predictions.png')))
-    print(f'Held-out short answers: {accuracy:.0%} exact match on '
-          f'{len(results)} questions; examples drawn to {drawn}')
+    evaluate(demo, stage2_dir, Path(args.work_dir, 'demo_test'))
 
 
 if __name__ == '__main__':

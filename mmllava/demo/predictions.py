@@ -1,73 +1,51 @@
-"""Answer the demo's held-out questions with a trained model and draw a few
-answers beside their images."""
+"""Read a test run's answers back beside their questions and images, and
+draw a few answers beside their images."""
 import json
 from pathlib import Path
 
-import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from mmengine.config import Config
-from mmengine.dataset import pseudo_collate
-from mmengine.runner import load_checkpoint
 from PIL import Image
+from torch import nn
 
-from mmllava.registry import DATASETS, MODELS
-from mmllava.utils.files import latest_checkpoint
-
-
-def load_trained_model(config: Config, work_dir: str) -> torch.nn.Module:
-    """Build ``config.model`` and load the work dir's latest checkpoint."""
-    model_cfg = config.model.copy()
-    model_cfg.pop('projector_pretrained', None)
-    model = MODELS.build(model_cfg)
-    load_checkpoint(model, latest_checkpoint(work_dir), map_location='cpu',
-                    strict=True, logger='silent')
-    return model.eval()
+from mmllava.apis import get_model
 
 
-def predict_eval_set(config: Config, work_dir: str, eval_file: str,
-                     image_folder: str, max_samples: int = 96,
-                     batch_size: int = 16) -> list[dict]:
-    """Generate answers for the first ``max_samples`` short-answer records.
+def load_trained_model(config: Config, work_dir: str) -> nn.Module:
+    """``config.model`` with the work dir's latest checkpoint, on the CPU."""
+    return get_model(config, pretrained=work_dir, device='cpu')
+
+
+def read_jsonl(path: str) -> list[dict]:
+    return [json.loads(line)
+            for line in Path(path).read_text(encoding='utf-8').splitlines()
+            if line.strip()]
+
+
+def join_answers(answers_file: str, questions_file: str,
+                 image_folder: str) -> list[dict]:
+    """Each answer of ``tools/test.py`` with its question, reference, kind
+    and image.
 
     Returns:
-        list[dict]: ``question``, ``answer``, ``prediction``, ``img_path``
-        and ``correct`` (case-insensitive exact match) per record.
+        list[dict]: ``question_id``, ``question``, ``kind``, ``answer`` (the
+        reference), ``prediction``, ``img_path`` and ``correct``
+        (case-insensitive exact match), in the answer file's order.
     """
-    model = load_trained_model(config, work_dir)
-    all_records = json.loads(Path(eval_file).read_text())
-    indices = [index for index, record in enumerate(all_records)
-               if record.get('type') != 'caption'][:max_samples]
-    records = [all_records[index] for index in indices]
-    pipeline = [
-        dict(type='LoadImage'),
-        dict(type='PadToSquare', mean=config.image_mean),
-        dict(type='ProcessImage', image_processor=config.image_processor),
-        dict(type='TokenizeConversation', tokenizer=config.tokenizer,
-             template=config.model.template, mode='predict'),
-        dict(type='PackLLaVAInputs'),
-    ]
-    dataset = DATASETS.build(dict(
-        type='LLaVADataset', data_file=eval_file, image_folder=image_folder,
-        pipeline=pipeline, indices=indices))
+    questions = {record['question_id']: record
+                 for record in read_jsonl(questions_file)}
     results = []
-    for start in range(0, len(dataset), batch_size):
-        batch = pseudo_collate(
-            [dataset[index] for index in
-             range(start, min(start + batch_size, len(dataset)))])
-        with torch.no_grad():
-            samples = model(**model.data_preprocessor(batch), mode='predict')
-        for sample in samples:
-            record = records[len(results)]
-            prediction = sample.pred_text
-            question = record['conversations'][0]['value']
-            results.append(dict(
-                question=question.replace('<image>', '').strip()
-                .split('\n')[0],
-                answer=record['answer'], prediction=prediction,
-                img_path=sample.img_path,
-                correct=prediction.strip().lower() ==
-                record['answer'].strip().lower()))
+    for answer in read_jsonl(answers_file):
+        question = questions[answer['question_id']]
+        prediction = answer['text']
+        results.append(dict(
+            question_id=answer['question_id'], question=question['text'],
+            kind=question.get('category'), answer=question['answer'],
+            prediction=prediction,
+            img_path=str(Path(image_folder, question['image'])),
+            correct=prediction.strip().lower() ==
+            question['answer'].strip().lower()))
     return results
 
 

@@ -1,10 +1,11 @@
 """``tools/run_demo.py`` end to end, as a user runs it in an empty folder:
-data and weights made, both stages trained, loss curves drawn; then stage 1
-resumed for one more epoch.
+data and weights made, both stages trained, loss curves drawn, the model
+tested beside its blind baseline; then stage 1 resumed for one more epoch.
 
 The acceptance criterion of the demo: stage 2's last logged loss is below
 half of its first. Minutes on 2 CPU cores.
 """
+import json
 import math
 import os
 import subprocess
@@ -76,6 +77,37 @@ def test_both_stages_learn(demo):
     assert stage2[-1] < stage2[0] / 2, (
         f'stage 2 loss {stage2[0]:.3f} -> {stage2[-1]:.3f}: not below half '
         'of the first logged loss')
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_demo_tests_the_model_beside_a_blind_baseline(demo):
+    cwd, result = demo
+    check_exit(result)
+    test_dir = cwd / 'work_dirs/demo_test'
+    questions = read_jsonl(cwd / 'data/demo/eval/questions.jsonl')
+    for run_name in ('vqa', 'vqa_blind'):
+        answers = read_jsonl(test_dir / run_name / 'answers.jsonl')
+        assert [a['question_id'] for a in answers] == \
+            [q['question_id'] for q in questions]
+    captions = json.loads(
+        (test_dir / 'caption/answers.json').read_text())
+    assert len(captions) == mmengine.Config.fromfile(
+        str(STAGE1_CONFIG)).demo.num_eval
+    model, blind = (
+        json.loads((test_dir / name / 'answers.metrics.json').read_text())
+        for name in ('caption', 'caption_blind'))
+    assert set(model) >= {'coco-caption/Bleu_4', 'coco-caption/CIDEr'}
+    assert set(model) == set(blind)
+    table = result.stdout[result.stdout.index('metric '):]
+    for row in ('caption BLEU-4', 'caption CIDEr', 'VQA exact match'):
+        assert row in table, row
+    # One line per question kind.
+    kinds = {q['category'] for q in questions}
+    assert sum(line.strip().startswith('[') and 'reference:' in line
+               for line in table.splitlines()) == len(kinds)
 
 
 def test_stage1_resumes_for_one_more_epoch(demo):
