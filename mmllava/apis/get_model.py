@@ -35,18 +35,73 @@ def load_config(model: Union[str, PathLike, Config]) -> Config:
     return Config.fromfile(str(path))
 
 
+#: The layouts :func:`load_pretrained` reads, as named in its errors.
+LAYOUTS = {
+    'mmllava': 'an mmllava checkpoint (.pth) or a training work dir (with '
+               'last_checkpoint)',
+    'official': 'an official LLaVA folder (config.json with mm_projector_type'
+                ' or mm_vision_tower, or weights model.mm_projector.*)',
+    'llava-hf': 'a llava-hf folder (config.json with model_type "llava")',
+}
+
+
+def detect_layout(path: Union[str, PathLike]) -> str:
+    """Which layout ``path`` holds: ``'mmllava'``, ``'official'`` or
+    ``'llava-hf'``.
+
+    A file is an mmllava checkpoint (mmengine reads it).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist, or is a folder in no
+            layout it knows (the error lists those it looked for).
+    """
+    from mmllava.converters import llava_hf, official
+    path = Path(path)
+    if path.is_file():
+        return 'mmllava'
+    if path.is_dir():
+        if (path / 'last_checkpoint').is_file():
+            return 'mmllava'
+        # Official first: LLaVA v0/v1 configs also say model_type "llava".
+        if official.is_official(str(path)):
+            return 'official'
+        if llava_hf.is_llava_hf(str(path)):
+            return 'llava-hf'
+    else:
+        raise FileNotFoundError(f'Checkpoint not found: {str(path)!r} (give a '
+                                'checkpoint file, a training work dir or a '
+                                'converted model folder).')
+    looked_for = '; '.join(f'{name}: {what}' for name, what in LAYOUTS.items())
+    raise FileNotFoundError(f'{str(path)!r} is a folder in no layout mmllava '
+                            f'reads. Looked for {looked_for}.')
+
+
 def load_pretrained(model: torch.nn.Module, path: Union[str, PathLike]) -> str:
     """Load trained weights into ``model``, every key strictly.
+
+    The layout is detected (:func:`detect_layout`); official and llava-hf
+    folders are read shard by shard and their keys mapped to the model's
+    (see :mod:`mmllava.converters`).
 
     Args:
         model (nn.Module): The built model.
         path (str | PathLike): An mmllava checkpoint (``.pth`` holding a
-            ``state_dict``, read with ``torch.load(weights_only=True)``) or a
-            training work dir (its latest checkpoint).
+            ``state_dict``, read with ``torch.load(weights_only=True)``), a
+            training work dir (its latest checkpoint), an official LLaVA
+            folder or a llava-hf folder.
 
     Returns:
-        str: The checkpoint file that was loaded.
+        str: The checkpoint file or folder that was loaded.
     """
+    layout = detect_layout(path)
+    if layout == 'official':
+        from mmllava.converters.official import load_into_model
+        load_into_model(model, str(path))
+        return str(path)
+    if layout == 'llava-hf':
+        from mmllava.converters.llava_hf import load_into_model
+        load_into_model(model, str(path))
+        return str(path)
     checkpoint = resolve_checkpoint(str(path))
     load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
                     logger='silent')
@@ -69,8 +124,9 @@ def get_model(model: Union[str, PathLike, Config],
     Args:
         model (str | PathLike | Config): A name from :func:`list_models`, a
             config file or a Config.
-        pretrained (str | PathLike, optional): An mmllava checkpoint or a
-            work dir (see :func:`load_pretrained`). Its weights replace the
+        pretrained (str | PathLike, optional): An mmllava checkpoint, a
+            work dir, an official LLaVA folder or a llava-hf folder (see
+            :func:`load_pretrained`). Its weights replace the
             config's ``projector_pretrained``, which is then not read.
             Defaults to None (the weights the config names).
         device (str | torch.device, optional): Defaults to ``'cuda'`` when
@@ -96,7 +152,8 @@ def get_model(model: Union[str, PathLike, Config],
     model_cfg = config.model.copy()
     if pretrained is not None:
         # Fail before building: a 7B model takes minutes to build.
-        pretrained = resolve_checkpoint(str(pretrained))
+        if detect_layout(pretrained) == 'mmllava':
+            pretrained = resolve_checkpoint(str(pretrained))
         model_cfg.pop('projector_pretrained', None)
     built = MODELS.build(model_cfg)
     if pretrained is not None:
