@@ -16,3 +16,34 @@ optim_wrapper = dict(optimizer=dict(lr=1e-3))
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=100000, max_keep_ckpts=1))
+
+# Watching it learn: every 100 iterations, exact match on 48 held-out
+# questions and three fixed questions answered into the log.
+short_answer_prompt = '\nAnswer the question using a single word or phrase.'
+train_cfg = dict(val_iter_interval=100)
+val_dataloader = dict(
+    batch_size=16,
+    num_workers=0,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='pseudo_collate'),
+    dataset=dict(
+        type='LLaVAQuestionDataset',
+        question_file='data/demo/eval/questions.jsonl',
+        image_folder='data/demo/',
+        prompt_suffix=short_answer_prompt,
+        indices=48,
+        pipeline=_base_.test_pipeline))
+val_evaluator = dict(type='ExactMatchAccuracy', prefix='val')
+val_cfg = dict(type='ValLoop')
+custom_hooks = [
+    dict(type='SampleAnswersHook', pipeline=_base_.test_pipeline,
+         interval=100, max_new_tokens=24,
+         samples=[
+             dict(image='data/demo/images/eval_00000.png',
+                  question='What do you see in the image?'),
+             dict(image='data/demo/images/eval_00001.png',
+                  question='What colour is the largest shape?'
+                  + short_answer_prompt),
+             dict(image=None, question='What is a triangle?'),
+         ]),
+]

@@ -53,3 +53,17 @@ model = dict(
     freeze_vision_encoder=True,
     generation_cfg=dict(max_new_tokens=48, do_sample=False),
 )
+
+# Answering (validation, test, inference): prompts rendered with `vicuna_v1`,
+# images padded to squares as in stage 2.
+eval_meta_keys = ('sample_id', 'question_id', 'image_id', 'img_path',
+                  'prompt', 'category', 'gt_answer', 'gt_answers',
+                  'num_choices')
+test_pipeline = [
+    dict(type='LoadImage'),
+    dict(type='PadToSquare', mean=image_mean),
+    dict(type='ProcessImage', image_processor=image_processor),
+    dict(type='TokenizeConversation', tokenizer=tokenizer,
+         template='vicuna_v1', mode='predict'),
+    dict(type='PackLLaVAInputs', meta_keys=eval_meta_keys),
+]
