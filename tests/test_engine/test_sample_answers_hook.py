@@ -66,7 +66,7 @@ def test_answers_are_logged_at_the_interval_only(config_and_model,
     runner, capture = fake_runner(model, iteration=4)
     hook.after_train_iter(runner, batch_idx=4)  # the 5th iteration
     message, = capture.messages
-    assert message.startswith('Sample answers at iteration 4')
+    assert message.startswith('Sample answers after 5 iterations:')
     assert 'Q: What colour is the shape?' in message
     assert '[None] Q: What is a triangle?' in message
     assert message.count('\n    A: ') == 2
@@ -81,7 +81,8 @@ def test_untrained_answers_before_training(config_and_model, monkeypatch):
     monkeypatch.chdir(root)
     runner, capture = fake_runner(model, iteration=0)
     hook.before_train(runner)
-    assert len(capture.messages) == 1
+    message, = capture.messages
+    assert message.startswith('Sample answers after 0 iterations:')
 
 
 def test_samples_must_name_a_question():

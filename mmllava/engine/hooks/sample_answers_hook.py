@@ -55,13 +55,14 @@ class SampleAnswersHook(Hook):
 
     def before_train(self, runner) -> None:
         if self.at_start:
-            self._log_answers(runner)
+            self._log_answers(runner, iterations_done=0)
 
     def after_train_iter(self, runner, batch_idx: int,
                          data_batch: DATA_BATCH = None,
                          outputs: Optional[dict] = None) -> None:
         if self.every_n_train_iters(runner, self.interval):
-            self._log_answers(runner)
+            # runner.iter counts this iteration only after the hooks ran.
+            self._log_answers(runner, iterations_done=runner.iter + 1)
 
     def _inputs(self) -> dict:
         items = []
@@ -75,7 +76,7 @@ class SampleAnswersHook(Hook):
                 conversations=[{'from': 'human', 'value': question}])))
         return pseudo_collate(items)
 
-    def _log_answers(self, runner) -> None:
+    def _log_answers(self, runner, iterations_done: int) -> None:
         model = runner.model.module if hasattr(runner.model, 'module') \
             else runner.model
         was_training = model.training
@@ -87,7 +88,7 @@ class SampleAnswersHook(Hook):
                 batch['pixel_values'], batch['num_images'],
                 batch['data_samples'], max_new_tokens=self.max_new_tokens)
         model.train(was_training)
-        lines = [f'Sample answers at iteration {runner.iter}:']
+        lines = [f'Sample answers after {iterations_done} iterations:']
         for sample, answer in zip(self.samples, answers):
             lines.append(f'  [{sample.get("image")}] Q: {sample["question"]}'
                          f'\n    A: {answer}')
