@@ -1,0 +1,504 @@
+"""Find every problem of a LLaVA json/jsonl data file, before training.
+
+Loading a dataset stops at the first bad record; this module reads on and
+collects every fault of every record (structure, turns, ``<image>`` count,
+length after tokenizing, the image file itself) into one :class:`Report`.
+Each problem carries a stable code from :data:`REASONS` and a message that
+says what was expected and what came.
+"""
+import codecs
+import json
+import os
+import os.path as osp
+import threading
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+from PIL import Image, UnidentifiedImageError
+
+from mmllava.constants import (IGNORE_INDEX, IMAGE_PLACEHOLDER,
+                               IMAGE_TOKEN_INDEX)
+from mmllava.conversation import (GPT, HUMAN, ChatTemplate,
+                                  tokenize_conversation)
+from mmllava.datasets.llava_dataset import check_record, read_records
+from mmllava.datasets.transforms.tokenize import truncate_to_length
+
+#: Every problem code, in report order, with what it means.
+REASONS = {
+    'invalid_utf8': 'bytes that are not valid UTF-8',
+    'invalid_json': 'not valid json, or not a list of records',
+    'malformed_fields': 'a missing or malformed field',
+    'duplicate_id': 'an id that an earlier record already has',
+    'roles_out_of_order': 'turns that do not alternate human, gpt',
+    'unpaired_turn': 'a human turn with no answer after it',
+    'empty_answer': 'an empty or blank answer',
+    'empty_question': 'an empty or blank human turn',
+    'image_count_mismatch': '<image> placeholders that do not match the '
+                            'images',
+    'template_mismatch': 'a conversation the chat template cannot render',
+    'over_max_length': 'longer than max_length, so truncated',
+    'truncated_to_nothing': 'no supervised token left after truncation',
+    'path_outside_folder': 'an image path that leaves the image folder',
+    'missing_file': 'an image file that does not exist',
+    'not_an_image': 'a file that is not an image',
+    'unreadable_image': 'an image that cannot be decoded (truncated or '
+                        'corrupt)',
+    'too_small': 'an image with a zero or tiny side',
+    'too_large': 'an image of decompression-bomb size',
+    'rgb_conversion_failed': 'an image that cannot be converted to RGB',
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One fault.
+
+    Args:
+        code (str): A key of :data:`REASONS`.
+        message (str): What is wrong, for a person.
+        index (int, optional): The record's position in the file (the
+            dataset index); None for a fault of the file as a whole.
+        record_id: The record's ``id``, if it has one.
+    """
+
+    code: str
+    message: str
+    index: Optional[int] = None
+    record_id: object = None
+
+    def __str__(self) -> str:
+        where = 'file' if self.index is None else \
+            f'record {self.index} (id={self.record_id!r})'
+        return f'{where}: {self.code}: {self.message}'
+
+
+@dataclass
+class Report:
+    """The problems found in one data file."""
+
+    data_file: str
+    num_records: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.problems
+
+    @property
+    def num_bad_records(self) -> int:
+        return len({problem.index for problem in self.problems
+                    if problem.index is not None})
+
+    def summary(self) -> dict[str, int]:
+        """Problem count per code, in :data:`REASONS` order."""
+        counts = Counter(problem.code for problem in self.problems)
+        return {code: counts[code] for code in REASONS if counts[code]}
+
+    def to_dict(self) -> dict:
+        return dict(data_file=self.data_file, num_records=self.num_records,
+                    num_bad_records=self.num_bad_records,
+                    num_problems=len(self.problems), summary=self.summary(),
+                    problems=[dict(index=problem.index, id=problem.record_id,
+                                   code=problem.code,
+                                   message=problem.message)
+                              for problem in self.problems])
+
+
+# --- the file ---------------------------------------------------------------
+
+_decoding = threading.local()
+
+
+def _collect_invalid_utf8(error: UnicodeDecodeError):
+    _decoding.offsets.append(error.start)
+    return '\ufffd', error.end
+
+
+codecs.register_error('mmllava.collect_invalid_utf8', _collect_invalid_utf8)
+
+
+def decode_utf8(raw: bytes) -> tuple[str, list[int]]:
+    """Decode in one pass: the text (U+FFFD for bad bytes) and the byte
+    offset of every invalid sequence."""
+    _decoding.offsets = []
+    text = raw.decode('utf-8', errors='mmllava.collect_invalid_utf8')
+    return text, _decoding.offsets
+
+
+def _line_of_offsets(raw: bytes, offsets: Sequence[int]) -> dict[int, int]:
+    """1-based line number of each byte offset (offsets sorted)."""
+    lines, line, start = {}, 1, 0
+    for offset in offsets:
+        line += raw.count(b'\n', start, offset)
+        start = offset
+        lines[offset] = line
+    return lines
+
+
+def load_records(data_file: str) -> tuple[list[object], list[Problem]]:
+    """Read a data file, collecting what cannot be read instead of stopping.
+
+    A clean file is read by :func:`read_records`, as the dataset reads it.
+    Otherwise every invalid UTF-8 sequence is reported with its byte offset
+    and line, and every jsonl line that is not json is reported with its
+    line; the other records are still returned and checked. A json list that
+    does not parse yields no records.
+
+    Returns:
+        tuple[list, list[Problem]]: The records (in dataset order) and the
+        problems. For jsonl, record ``i`` is the ``i``-th non-blank line.
+    """
+    with open(data_file, 'rb') as file:
+        raw = file.read()
+    text, invalid_offsets = decode_utf8(raw)
+    if not invalid_offsets:
+        try:
+            return read_records(data_file), []
+        except ValueError:
+            pass  # collected below, every fault rather than the first
+    lines_of = _line_of_offsets(raw, invalid_offsets)
+    invalid_lines = Counter(lines_of.values())
+    first_offset = {}
+    for offset, line in lines_of.items():
+        first_offset.setdefault(line, offset)
+
+    def utf8_message(line: int) -> str:
+        count = invalid_lines[line]
+        return (f'line {line}: {count} invalid UTF-8 sequence'
+                f'{"s" if count > 1 else ""}, the first at byte offset '
+                f'{first_offset[line]}')
+
+    records, problems = [], []
+    if not data_file.endswith('.jsonl'):
+        problems += [Problem('invalid_utf8', utf8_message(line))
+                     for line in sorted(invalid_lines)]
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as error:
+            return [], problems + [Problem(
+                'invalid_json', f'not valid json ({error})')]
+        if not isinstance(parsed, list):
+            return [], problems + [Problem(
+                'invalid_json', 'expected a json list of records, got '
+                f'{type(parsed).__name__}')]
+        return parsed, problems
+    for line_number, line in enumerate(text.split('\n'), 1):
+        if not line.strip():
+            continue
+        index = len(records)
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            record = None
+            problems.append(Problem(
+                'invalid_json', f'line {line_number}: not valid json '
+                f'({error})', index))
+        record_id = record.get('id') if isinstance(record, dict) else None
+        if line_number in invalid_lines:
+            problems.append(Problem('invalid_utf8', utf8_message(line_number),
+                                    index, record_id))
+        records.append(record)
+    return records, problems
+
+
+# --- a record's text --------------------------------------------------------
+
+def check_fields(record: object, index: int, data_file: str
+                 ) -> list[Problem]:
+    """The dataset's structural check (:func:`check_record`), as problems."""
+    record_id = record.get('id') if isinstance(record, dict) else None
+    problems = []
+    try:
+        check_record(record, index, data_file)
+    except ValueError as error:
+        # check_record's message starts with the file and the record.
+        message = str(error).split('): ', 1)[-1]
+        problems.append(Problem('malformed_fields', message, index,
+                                record_id))
+    if isinstance(record, dict) and 'id' in record and \
+            not isinstance(record['id'], (str, int)):
+        problems.append(Problem(
+            'malformed_fields', '"id" must be a string or an integer, got '
+            f'{type(record["id"]).__name__}', index, record_id))
+    return problems
+
+
+def check_turns(record: dict, index: int) -> list[Problem]:
+    """Turn order, empty turns and ``<image>`` placement of a record that
+    passed :func:`check_fields`. Every fault is reported, not the first."""
+    record_id = record.get('id')
+    problems = []
+
+    def add(code: str, message: str):
+        problems.append(Problem(code, message, index, record_id))
+
+    turns = record['conversations']
+    # As in rendering: a leading "gpt" turn is dropped.
+    first = 1 if turns[0]['from'] == GPT else 0
+    body = turns[first:]
+    for position, turn in enumerate(body):
+        expected = HUMAN if position % 2 == 0 else GPT
+        if turn['from'] != expected:
+            add('roles_out_of_order',
+                f'turn {position + first} is from {turn["from"]!r}, '
+                f'expected {expected!r} (turns must alternate human, gpt)')
+            break
+    else:
+        if body and body[-1]['from'] == HUMAN:
+            add('unpaired_turn', f'turn {len(turns) - 1} (human) has no '
+                'answer after it')
+    for position, turn in enumerate(body, first):
+        if not turn['value'].strip():
+            add('empty_answer' if turn['from'] == GPT else 'empty_question',
+                f'turn {position} ({turn["from"]}) is '
+                f'{"empty" if not turn["value"] else "blank"}')
+        if turn['from'] == GPT and IMAGE_PLACEHOLDER in turn['value']:
+            add('image_count_mismatch', f'turn {position} holds '
+                f'{IMAGE_PLACEHOLDER} in an answer')
+    num_images = int('image' in record)
+    # A human turn's placeholders all become one (move_image_to_front).
+    with_placeholder = [position for position, turn in enumerate(body, first)
+                        if turn['from'] == HUMAN
+                        and IMAGE_PLACEHOLDER in turn['value']]
+    if len(with_placeholder) != num_images:
+        where = f' (turns {with_placeholder})' if with_placeholder else ''
+        add('image_count_mismatch',
+            f'{len(with_placeholder)} human turns hold {IMAGE_PLACEHOLDER}'
+            f'{where}, the record has {num_images} '
+            f'image{"" if num_images == 1 else "s"}')
+    return problems
+
+
+def check_length(record: dict, index: int, tokenizer,
+                 template: ChatTemplate, max_length: Optional[int],
+                 num_image_tokens: Optional[int]) -> list[Problem]:
+    """Tokenize as training does; report a record the template cannot
+    render, one over ``max_length`` and one truncated to no supervision."""
+    record_id = record.get('id')
+    try:
+        input_ids, labels = tokenize_conversation(
+            record['conversations'], template, tokenizer, 'image' in record,
+            record_id)
+    except ValueError as error:
+        message = str(error).split(': ', 1)[-1]
+        return [Problem('template_mismatch', message, index, record_id)]
+    if max_length is None:
+        return []
+    length = sum(num_image_tokens if token == IMAGE_TOKEN_INDEX else 1
+                 for token in input_ids)
+    if length <= max_length:
+        return []
+    _, kept_labels = truncate_to_length(input_ids, labels, max_length,
+                                        num_image_tokens)
+    supervised = sum(label != IGNORE_INDEX for label in labels)
+    kept = sum(label != IGNORE_INDEX for label in kept_labels)
+    counted = f'{length} tokens (an image counted as {num_image_tokens}), ' \
+        f'{length - max_length} over max_length {max_length}'
+    if kept == 0:
+        return [Problem('truncated_to_nothing', f'{counted}: truncated, it '
+                        f'keeps none of its {supervised} supervised tokens '
+                        '(training drops it)', index, record_id)]
+    return [Problem('over_max_length', f'{counted}: truncated, it keeps '
+                    f'{kept} of {supervised} supervised tokens', index,
+                    record_id)]
+
+
+# --- a record's image -------------------------------------------------------
+
+def image_path(image: str, image_folder: str,
+               allow_outside_paths: bool = False
+               ) -> tuple[str, Optional[str]]:
+    """The path training opens, and why it is refused (None if it is not):
+    a path that is absolute or climbs out with ``..``."""
+    path = osp.join(image_folder, image)
+    if allow_outside_paths:
+        return path, None
+    normalized = osp.normpath(image)
+    if osp.isabs(image) or normalized == os.pardir or \
+            normalized.startswith(os.pardir + os.sep):
+        return path, (f'image path {image!r} leaves the image folder '
+                      f'{image_folder!r} (allow it with '
+                      '--allow-outside-paths)')
+    return path, None
+
+
+def check_image(path: str, max_pixels: Optional[int] = None,
+                min_side: int = 2) -> list[tuple[str, str]]:
+    """Open, decode and convert an image as ``LoadImage`` does.
+
+    Args:
+        path (str): The image file.
+        max_pixels (int, optional): Larger images are decompression-bomb
+            sized. Defaults to PIL's ``Image.MAX_IMAGE_PIXELS`` (PIL itself
+            refuses images over twice that).
+        min_side (int): Images with a shorter side (e.g. 1x1 placeholders
+            of failed downloads) are reported. Defaults to 2.
+
+    Returns:
+        list[tuple[str, str]]: ``(code, message)`` per problem.
+    """
+    if max_pixels is None:
+        max_pixels = Image.MAX_IMAGE_PIXELS
+    if not osp.exists(path):
+        return [('missing_file', f'{path}: no such file')]
+    if not osp.isfile(path):
+        return [('missing_file', f'{path}: not a file')]
+    if osp.getsize(path) == 0:
+        return [('not_an_image', f'{path}: empty file (0 bytes)')]
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                return [('too_large', f'{path}: {width}x{height} px, over '
+                         f'{max_pixels} pixels')]
+            if min(width, height) < min_side:
+                return [('too_small', f'{path}: {width}x{height} px, a side '
+                         f'under {min_side} px')]
+            image.load()
+            try:
+                image.convert('RGB')
+            except (ValueError, OSError) as error:
+                return [('rgb_conversion_failed',
+                         f'{path}: mode {image.mode} to RGB: {error}')]
+    except UnidentifiedImageError:
+        return [('not_an_image', f'{path}: PIL cannot identify it as an '
+                 'image')]
+    except Image.DecompressionBombError as error:
+        return [('too_large', f'{path}: {error}')]
+    # Decoders raise many types (OSError, SyntaxError, zlib.error, ...).
+    except Exception as error:  # noqa: BLE001
+        return [('unreadable_image',
+                 f'{path}: {type(error).__name__}: {error}')]
+    return []
+
+
+# --- the whole file ---------------------------------------------------------
+
+def check_records(records: Sequence[object],
+                  data_file: str,
+                  image_folder: str = '',
+                  tokenizer=None,
+                  template: Optional[ChatTemplate] = None,
+                  max_length: Optional[int] = None,
+                  num_image_tokens: Optional[int] = None,
+                  workers: int = 4,
+                  max_pixels: Optional[int] = None,
+                  min_side: int = 2,
+                  allow_outside_paths: bool = False,
+                  on_record: Optional[Callable[[int], None]] = None,
+                  chunk_size: int = 512) -> list[Problem]:
+    """Every problem of the records, in record order.
+
+    Text checks run in this thread (the tokenizer is not shared between
+    threads); images are checked meanwhile in a pool of ``workers`` threads,
+    each distinct path once, a chunk of records at a time.
+
+    Args:
+        records (Sequence): Records as :func:`load_records` returns them
+            (``None`` for a line that did not parse).
+        data_file (str): Named in messages.
+        image_folder (str): Folder that ``image`` paths are relative to.
+        tokenizer: A built tokenizer; with ``template``, records are
+            tokenized as in training. Without, length checks are skipped.
+        template (ChatTemplate, optional): The chat template.
+        max_length (int, optional): As ``TokenizeConversation``'s.
+        num_image_tokens (int, optional): Needed with ``max_length``.
+        workers (int): Image-checking threads.
+        max_pixels (int, optional), min_side (int): See :func:`check_image`.
+        allow_outside_paths (bool): Accept absolute image paths and ``..``.
+        on_record (callable, optional): Called once per record checked,
+            with the number of records (for a progress bar).
+        chunk_size (int): Records whose images are in flight at once.
+    """
+    if max_length is not None and num_image_tokens is None:
+        raise ValueError('max_length needs num_image_tokens (the feature '
+                         'rows of one image) to count sample lengths.')
+    if (tokenizer is None) != (template is None):
+        raise ValueError('give both a tokenizer and a template, or neither')
+    if max_length is not None and tokenizer is None:
+        raise ValueError('max_length needs a tokenizer and a template to '
+                         'count tokens.')
+    image_results: dict[str, list[tuple[str, str]]] = {}
+    first_with_id: dict[object, int] = {}
+    problems: list[Problem] = []
+    with warnings.catch_warnings(), \
+            ThreadPoolExecutor(max(workers, 1)) as pool:
+        # Sizes are checked against max_pixels; PIL's warning would repeat it.
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+        for start in range(0, len(records), chunk_size):
+            chunk = range(start, min(start + chunk_size, len(records)))
+            image_paths, futures = {}, {}
+            for index in chunk:
+                record = records[index]
+                if isinstance(record, dict) and \
+                        isinstance(record.get('image'), str):
+                    path, refused = image_path(record['image'], image_folder,
+                                               allow_outside_paths)
+                    image_paths[index] = (path, refused)
+                    if refused is None and path not in image_results \
+                            and path not in futures:
+                        futures[path] = pool.submit(check_image, path,
+                                                    max_pixels, min_side)
+            text_problems = {
+                index: _check_text(records[index], index, data_file,
+                                   first_with_id, tokenizer, template,
+                                   max_length, num_image_tokens)
+                for index in chunk}
+            for path, future in futures.items():
+                image_results[path] = future.result()
+            for index in chunk:
+                problems += text_problems[index]
+                if index in image_paths:
+                    record_id = records[index].get('id')
+                    path, refused = image_paths[index]
+                    if refused is not None:
+                        problems.append(Problem('path_outside_folder',
+                                                refused, index, record_id))
+                    else:
+                        problems += [Problem(code, message, index, record_id)
+                                     for code, message in image_results[path]]
+                if on_record is not None:
+                    on_record(len(records))
+    return problems
+
+
+def _check_text(record: object, index: int, data_file: str,
+                first_with_id: dict, tokenizer, template, max_length,
+                num_image_tokens) -> list[Problem]:
+    if record is None:  # a jsonl line that is not json, reported on load
+        return []
+    problems = check_fields(record, index, data_file)
+    record_id = record.get('id') if isinstance(record, dict) else None
+    if isinstance(record_id, (str, int)):
+        if record_id in first_with_id:
+            problems.append(Problem(
+                'duplicate_id', f'id {record_id!r} is also the id of record '
+                f'{first_with_id[record_id]}', index, record_id))
+        else:
+            first_with_id[record_id] = index
+    if problems:
+        return problems
+    problems = check_turns(record, index)
+    if problems or tokenizer is None:
+        return problems
+    return check_length(record, index, tokenizer, template, max_length,
+                        num_image_tokens)
+
+
+def check_data_file(data_file: str, image_folder: str = '',
+                    **kwargs) -> Report:
+    """Read ``data_file`` and find every problem of it.
+
+    Args:
+        data_file (str): A ``.json`` list or a ``.jsonl`` file.
+        image_folder (str): Folder that ``image`` paths are relative to.
+        **kwargs: :func:`check_records` options.
+    """
+    records, problems = load_records(data_file)
+    problems += check_records(records, data_file, image_folder, **kwargs)
+    problems.sort(key=lambda problem: -1 if problem.index is None
+                  else problem.index)
+    return Report(data_file, len(records), problems)
