@@ -36,6 +36,7 @@ val_dataloader = dict(
 val_evaluator = dict(type='ExactMatchAccuracy', prefix='val')
 val_cfg = dict(type='ValLoop')
 custom_hooks = [
+    dict(type='NonFiniteLossHook'),
     dict(type='SampleAnswersHook', pipeline=_base_.test_pipeline,
          interval=100, max_new_tokens=24,
          samples=[

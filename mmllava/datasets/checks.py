@@ -23,7 +23,7 @@ from mmllava.constants import (IGNORE_INDEX, IMAGE_PLACEHOLDER,
                                IMAGE_TOKEN_INDEX)
 from mmllava.conversation import (GPT, HUMAN, ChatTemplate,
                                   tokenize_conversation)
-from mmllava.datasets.llava_dataset import check_record, read_records
+from mmllava.datasets.records import check_record, read_records
 from mmllava.datasets.transforms.tokenize import truncate_to_length
 
 #: Every problem code, in report order, with what it means.
@@ -443,7 +443,7 @@ def check_records(records: Sequence[object],
                         futures[path] = pool.submit(check_image, path,
                                                     max_pixels, min_side)
             text_problems = {
-                index: _check_text(records[index], index, data_file,
+                index: check_text(records[index], index, data_file,
                                    first_with_id, tokenizer, template,
                                    max_length, num_image_tokens)
                 for index in chunk}
@@ -465,9 +465,13 @@ def check_records(records: Sequence[object],
     return problems
 
 
-def _check_text(record: object, index: int, data_file: str,
+def check_text(record: object, index: int, data_file: str,
                 first_with_id: dict, tokenizer, template, max_length,
                 num_image_tokens) -> list[Problem]:
+    """The problems of one record that need no image file: fields,
+    duplicate ids (``first_with_id`` maps each id to its first record),
+    turns, ``<image>`` count and, with a tokenizer, lengths (pass None for
+    ``tokenizer`` to skip them)."""
     if record is None:  # a jsonl line that is not json, reported on load
         return []
     problems = check_fields(record, index, data_file)

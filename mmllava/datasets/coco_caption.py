@@ -6,7 +6,7 @@ from typing import Sequence
 from mmengine.dataset import BaseDataset
 
 from mmllava.constants import IMAGE_PLACEHOLDER
-from mmllava.datasets.llava_dataset import read_records
+from mmllava.datasets.records import read_records
 from mmllava.datasets.question_dataset import human_turn
 from mmllava.registry import DATASETS, TRANSFORMS
 

@@ -1,69 +1,15 @@
 """The LLaVA instruction format: a json list or jsonl of conversations."""
-import json
+import logging
 import os.path as osp
 from typing import Optional, Sequence
 
 import numpy as np
 from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
 
-from mmllava.conversation import GPT, HUMAN
+from mmllava.datasets.checks import (Problem, Report, check_records,
+                                     check_text, image_path, load_records)
 from mmllava.registry import DATASETS, TRANSFORMS
-
-
-def read_records(data_file: str) -> list[dict]:
-    """Read a json list or a jsonl file of records.
-
-    Errors name the file, and for jsonl the line, that could not be read.
-    """
-    if not osp.isfile(data_file):
-        raise FileNotFoundError(f'LLaVA data file not found: {data_file}')
-    with open(data_file, encoding='utf-8') as file:
-        if data_file.endswith('.jsonl'):
-            records = []
-            for line_number, line in enumerate(file, 1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise ValueError(f'{data_file}, line {line_number}: not '
-                                     f'valid json ({error})') from None
-            return records
-        try:
-            records = json.load(file)
-        except json.JSONDecodeError as error:
-            raise ValueError(f'{data_file}: not valid json ({error})') from None
-    if not isinstance(records, list):
-        raise ValueError(f'{data_file}: expected a json list of records, got '
-                         f'{type(records).__name__}')
-    return records
-
-
-def check_record(record: object, index: int, data_file: str) -> None:
-    """Check a record's structure; the error names the record and the fault."""
-
-    def fail(reason: str):
-        record_id = record.get('id') if isinstance(record, dict) else None
-        raise ValueError(
-            f'{data_file}: record {index} (id={record_id!r}): {reason}')
-
-    if not isinstance(record, dict):
-        fail(f'expected an object, got {type(record).__name__}')
-    if 'image' in record and not isinstance(record['image'], str):
-        fail('"image" must be a path string')
-    turns = record.get('conversations')
-    if not isinstance(turns, list) or not turns:
-        fail('"conversations" must be a non-empty list')
-    for turn_index, turn in enumerate(turns):
-        if not isinstance(turn, dict) or turn.get('from') not in (HUMAN, GPT) \
-                or not isinstance(turn.get('value'), str):
-            fail(f'turn {turn_index} must be {{"from": "human"|"gpt", '
-                 f'"value": str}}, got {turn!r:.200}')
-    # A leading "gpt" turn is dropped when the conversation is rendered (as
-    # in the official preprocessing), so it does not count as an answer.
-    answers = turns[1:] if turns[0]['from'] == GPT else turns
-    if not any(turn['from'] == GPT for turn in answers):
-        fail('no "gpt" turn after a "human" turn, so nothing to learn')
 
 
 @DATASETS.register_module()
@@ -78,22 +24,50 @@ class LLaVADataset(BaseDataset):
     happens per sample in the pipeline. Each sample's word count and modality
     are recorded on load for :class:`LengthGroupedSampler`.
 
+    The checks on load are those of :mod:`mmllava.datasets.checks` that need
+    no tokenizer: fields, turns, ``<image>`` count, duplicate ids, image paths
+    that leave ``image_folder`` and, with ``check_images``, the image files.
+    By default any problem stops the run before the first step with one
+    error listing the first problems; ``tools/data/check_dataset.py`` gives
+    the full report, length checks included. A sample whose image cannot be
+    read during training is read once more, then handled by the same policy.
+
     Args:
         data_file (str): A ``.json`` list or a ``.jsonl`` file.
         image_folder (str): Folder that ``image`` paths are relative to.
         pipeline (Sequence[dict]): Transforms.
         max_refetch (int): How many other samples to try when the pipeline
             drops one (it returns None, e.g. a sample truncated to nothing).
+        skip_invalid (bool): Drop the records with problems (and log how many
+            and why) instead of stopping; at fetch time, drop a sample whose
+            image still fails on the retry, and fetch another. Defaults to
+            False.
+        check_images (bool): Also open and decode every image on load (slow
+            on a large dataset: it reads every file). Defaults to False.
+        allow_outside_paths (bool): Accept absolute image paths and paths
+            with ``..`` out of ``image_folder``. Defaults to False.
         **kwargs: Other :class:`mmengine.dataset.BaseDataset` arguments.
     """
+
+    #: Problems listed in the error that stops a run; the rest are counted.
+    MAX_LISTED_PROBLEMS = 10
 
     def __init__(self,
                  data_file: str,
                  image_folder: str = '',
                  pipeline: Sequence[dict] = (),
                  max_refetch: int = 1000,
+                 skip_invalid: bool = False,
+                 check_images: bool = False,
+                 allow_outside_paths: bool = False,
                  **kwargs) -> None:
         self.image_folder = image_folder
+        self.skip_invalid = skip_invalid
+        self.check_images = check_images
+        self.allow_outside_paths = allow_outside_paths
+        #: Samples dropped at fetch time in this process (each worker
+        #: process of a DataLoader counts its own).
+        self.num_dropped_fetches = 0
         self._modality_lengths: Optional[np.ndarray] = None
         # Built from mmllava's registry, so the dataset works outside a
         # runner too (mmengine's Compose looks in the scope's registry).
@@ -103,10 +77,24 @@ class LLaVADataset(BaseDataset):
                          max_refetch=max_refetch, **kwargs)
 
     def load_data_list(self) -> list[dict]:
-        records = read_records(self.ann_file)
+        if not osp.isfile(self.ann_file):
+            raise FileNotFoundError(
+                f'LLaVA data file not found: {self.ann_file}')
+        records, problems = load_records(self.ann_file)
+        problems += self._check(records)
+        problems.sort(key=lambda problem: -1 if problem.index is None
+                      else problem.index)
+        # A fault of the file as a whole cannot be skipped record by record.
+        if problems and (not self.skip_invalid or any(
+                problem.index is None for problem in problems)):
+            raise ValueError(self._problems_message(records, problems))
+        bad = {problem.index for problem in problems}
+        if bad:
+            self._log_skipped(records, problems, len(bad))
         data_list = []
         for index, record in enumerate(records):
-            check_record(record, index, self.ann_file)
+            if index in bad:
+                continue
             has_image = 'image' in record
             # The official modality length: word count, negative when
             # text-only (never zero).
@@ -120,6 +108,84 @@ class LLaVADataset(BaseDataset):
                     conversations=record['conversations'],
                     modality_length=words if has_image else -words))
         return data_list
+
+    def _check(self, records: list) -> list:
+        """The checker's problems of the records, without the length checks
+        (they tokenize) and, unless ``check_images``, the image files."""
+        if self.check_images:
+            return check_records(records, self.ann_file, self.image_folder,
+                                 allow_outside_paths=self.allow_outside_paths)
+        problems, first_with_id = [], {}
+        for index, record in enumerate(records):
+            problems += check_text(record, index, self.ann_file,
+                                    first_with_id, None, None, None, None)
+            if not self.allow_outside_paths and isinstance(record, dict) \
+                    and isinstance(record.get('image'), str):
+                _, refused = image_path(record['image'], self.image_folder)
+                if refused is not None:
+                    problems.append(Problem('path_outside_folder', refused,
+                                            index, record.get('id')))
+        return problems
+
+    def _problems_message(self, records: list, problems: list) -> str:
+        report = Report(self.ann_file, len(records), problems)
+        listed = problems[:self.MAX_LISTED_PROBLEMS]
+        lines = [f'{self.ann_file}: {len(problems)} problems in '
+                 f'{report.num_bad_records} of {len(records)} records; '
+                 'stopping before training.']
+        lines += [f'  {problem}' for problem in listed]
+        if len(problems) > len(listed):
+            lines.append(f'  ... and {len(problems) - len(listed)} more')
+        lines.append('Problems per reason: ' + ', '.join(
+            f'{code}: {count}' for code, count in report.summary().items()))
+        if any(problem.code == 'path_outside_folder'
+               for problem in problems):
+            lines.append('To accept image paths outside image_folder, set '
+                         'allow_outside_paths=True on the dataset.')
+        lines.append('Full report: python tools/data/check_dataset.py '
+                     f'{self.ann_file} --image-folder '
+                     f'{self.image_folder or "."}; or set skip_invalid=True '
+                     'on the dataset to drop these records.')
+        return '\n'.join(lines)
+
+    def _log_skipped(self, records: list, problems: list,
+                     num_bad: int) -> None:
+        summary = Report(self.ann_file, len(records), problems).summary()
+        first = '\n'.join(f'  {problem}' for problem in problems[:5])
+        print_log(
+            f'{self.ann_file}: skipping {num_bad} of {len(records)} records '
+            f'with problems (skip_invalid=True); per reason: '
+            + ', '.join(f'{code}: {count}' for code, count in summary.items())
+            + f'. The first:\n{first}\nFull report: python '
+            f'tools/data/check_dataset.py {self.ann_file} --image-folder '
+            f'{self.image_folder or "."}',
+            logger='current', level=logging.WARNING)
+
+    def prepare_data(self, idx: int):
+        """Run the pipeline on sample ``idx``; a read error is retried once.
+
+        When the retry fails too, the error propagates, or with
+        ``skip_invalid`` the sample is dropped for this fetch (None makes
+        :class:`BaseDataset` fetch another index, at most ``max_refetch``
+        times), with a warning naming it.
+        """
+        try:
+            return super().prepare_data(idx)
+        except OSError:
+            pass  # e.g. a file gone or unreadable for a moment: try again
+        try:
+            return super().prepare_data(idx)
+        except OSError as error:
+            if not self.skip_invalid:
+                raise
+            self.num_dropped_fetches += 1
+            sample_id = self.get_data_info(idx)['sample_id']
+            print_log(
+                f'Dropped sample {sample_id!r} (index {idx}) for this fetch: '
+                f'it failed twice: {error} ({self.num_dropped_fetches} '
+                'dropped so far in this process).', logger='current',
+                level=logging.WARNING)
+            return None
 
     @property
     def modality_lengths(self) -> np.ndarray:

@@ -7,7 +7,7 @@ from mmengine.dataset import BaseDataset
 from mmllava.constants import IMAGE_PLACEHOLDER
 from mmllava.conversation import HUMAN
 from mmllava.datasets.ground_truth import read_ground_truth
-from mmllava.datasets.llava_dataset import read_records
+from mmllava.datasets.records import read_records
 from mmllava.registry import DATASETS, TRANSFORMS
 
 #: Ground-truth fields a question record may carry, and their types.

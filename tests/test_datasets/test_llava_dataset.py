@@ -7,12 +7,15 @@ Expected values (modality lengths, pixel values) are worked out here the way
 the official LLaVA code does it, not with mmllava's helpers.
 """
 import json
+import logging
+import os
 
 import numpy as np
 import pytest
 import torch
 import transformers
 from mmengine.dataset import pseudo_collate
+from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 from PIL import Image
 from skimage import data as photos
@@ -418,3 +421,179 @@ def test_text_only_batch_has_no_pixel_values(tmp_path, tokenizer_cfg):
     assert batch['pixel_values'] is None
     assert batch['num_images'] == [0, 0]
     assert batch['input_ids'].shape[0] == 2
+
+
+# --- checks on load and at fetch time ----------------------------------------
+
+class Capture(logging.Handler):
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append((record.levelno, record.getMessage()))
+
+
+@pytest.fixture
+def warnings_log():
+    logger = MMLogger.get_current_instance()
+    capture = Capture()
+    logger.addHandler(capture)
+    yield capture.messages
+    logger.removeHandler(capture)
+
+
+BAD_RECORDS = [
+    dict(id='004539375', image='00453/004539375.jpg',
+         conversations=[human('<image>\nWhat?'), gpt('A mattress.')]),
+    dict(id='empty', conversations=[human('Hi'), gpt('  ')]),
+    dict(id='004539375', conversations=[human('Hi'), gpt('Hello')]),
+    dict(id='escape', image='../secret.jpg',
+         conversations=[human('<image>\nWhat?'), gpt('A secret.')]),
+    dict(id='ok', conversations=[human('Hi'), gpt('Hello')]),
+]
+
+
+def test_problems_stop_loading_with_a_listed_report(tmp_path, image_folder):
+    data_file = write_json(tmp_path / 'bad.json', BAD_RECORDS)
+    with pytest.raises(ValueError) as info:
+        build(data_file, image_folder)
+    message = str(info.value)
+    assert data_file in message
+    for text in ["record 1 (id='empty'): empty_answer",
+                 "record 2 (id='004539375'): duplicate_id",
+                 "record 3 (id='escape'): path_outside_folder",
+                 'empty_answer: 1', 'duplicate_id: 1',
+                 'path_outside_folder: 1', 'allow_outside_paths=True',
+                 f'python tools/data/check_dataset.py {data_file}']:
+        assert text in message, (text, message)
+    assert '  record 0 ' not in message and 'record 4' not in message
+
+
+def test_only_the_first_problems_are_listed(tmp_path):
+    records = [dict(id=str(index), conversations=[human('Hi'), gpt('')])
+               for index in range(25)]
+    with pytest.raises(ValueError) as info:
+        build(write_jsonl(tmp_path / 'empty.jsonl', records))
+    message = str(info.value)
+    assert 'record 9 ' in message and 'record 10 ' not in message
+    assert '15 more' in message and 'empty_answer: 25' in message
+
+
+def test_skip_invalid_drops_bad_records_and_logs_them(tmp_path, image_folder,
+                                                      warnings_log):
+    dataset = build(write_json(tmp_path / 'bad.json', BAD_RECORDS),
+                    image_folder, skip_invalid=True)
+    assert [dataset.get_data_info(index)['sample_id']
+            for index in range(len(dataset))] == ['004539375', 'ok']
+    assert dataset.modality_lengths.tolist() == [4, -2]
+    warnings = [message for level, message in warnings_log
+                if level == logging.WARNING]
+    assert len(warnings) == 1
+    assert 'skipping 3 of 5 records' in warnings[0]
+    assert 'duplicate_id: 1' in warnings[0]
+    assert "record 3 (id='escape'): path_outside_folder" in warnings[0]
+
+
+def test_skip_invalid_still_stops_on_a_broken_file(tmp_path):
+    data_file = tmp_path / 'broken.json'
+    data_file.write_text('[{"id": "1", "conversations": [')
+    with pytest.raises(ValueError, match='invalid_json'):
+        build(str(data_file), skip_invalid=True)
+
+
+def test_skip_invalid_drops_a_broken_jsonl_line(tmp_path):
+    data_file = tmp_path / 'broken.jsonl'
+    data_file.write_text(json.dumps(GOOD) + '\n{"id": "x", \n')
+    dataset = build(str(data_file), skip_invalid=True)
+    assert len(dataset) == 1
+
+
+@pytest.mark.parametrize('image', ['../outside.jpg', '/abs/outside.jpg',
+                                   'a/../../outside.jpg'])
+def test_paths_outside_image_folder_are_refused_unless_allowed(
+        image, tmp_path, image_folder):
+    record = dict(id='out', image=image,
+                  conversations=[human('<image>\nWhat?'), gpt('Out.')])
+    data_file = write_json(tmp_path / 'out.json', [record])
+    with pytest.raises(ValueError, match='path_outside_folder'):
+        build(data_file, image_folder)
+    dataset = build(data_file, image_folder, allow_outside_paths=True)
+    assert dataset.get_data_info(0)['img_path'] == \
+        os.path.join(str(image_folder), image)
+
+
+def test_check_images_reads_the_files_on_load(tmp_path, image_folder):
+    (tmp_path / 'text.jpg').write_text('not an image')
+    records = [dict(id='text', image='text.jpg',
+                    conversations=[human('<image>\nWhat?'), gpt('Text.')]),
+               dict(id='gone', image='gone.jpg',
+                    conversations=[human('<image>\nWhat?'), gpt('None.')])]
+    data_file = write_json(tmp_path / 'img.json', records)
+    assert len(build(data_file, tmp_path)) == 2  # files unread by default
+    with pytest.raises(ValueError) as info:
+        build(data_file, tmp_path, check_images=True)
+    assert 'not_an_image: 1' in str(info.value)
+    assert 'missing_file: 1' in str(info.value)
+
+
+@pytest.fixture
+def deleted_image(tmp_path, image_folder, monkeypatch):
+    """Two records; the first one's image is deleted after loading. Returns
+    a builder and the paths ``Image.open`` was called with."""
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    Image.fromarray(photos.coffee()).save(folder / 'gone.jpg')
+    Image.fromarray(photos.chelsea()).save(folder / 'kept.jpg')
+    records = [
+        dict(id='gone', image='gone.jpg',
+             conversations=[human('<image>\nWhat?'), gpt('Coffee.')]),
+        dict(id='kept', image='kept.jpg',
+             conversations=[human('<image>\nWhat?'), gpt('A cat.')])]
+    data_file = write_json(tmp_path / 'd.json', records)
+    opened = []
+    image_open = Image.open
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(os.path.basename(path))
+        return image_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(Image, 'open', counting_open)
+
+    def make(**kwargs):
+        dataset = build(data_file, folder, [dict(type='LoadImage')],
+                        **kwargs)
+        (folder / 'gone.jpg').unlink()
+        # The refetch picks the other sample, not a random one.
+        dataset._rand_another = lambda: 1
+        return dataset
+
+    return make, opened
+
+
+def test_deleted_image_is_retried_once_then_raises(deleted_image):
+    make, opened = deleted_image
+    dataset = make()
+    with pytest.raises(OSError) as info:
+        dataset[0]
+    assert "'gone'" in str(info.value) and 'gone.jpg' in str(info.value)
+    assert opened == ['gone.jpg', 'gone.jpg']
+
+
+def test_deleted_image_is_retried_once_then_dropped(deleted_image,
+                                                    warnings_log):
+    make, opened = deleted_image
+    dataset = make(skip_invalid=True)
+    item = dataset[0]
+    assert item['sample_id'] == 'kept'
+    assert opened == ['gone.jpg', 'gone.jpg', 'kept.jpg']
+    assert dataset.num_dropped_fetches == 1
+    dataset[0]
+    assert dataset.num_dropped_fetches == 2
+    warnings = [message for level, message in warnings_log
+                if level == logging.WARNING]
+    assert len(warnings) == 2
+    assert "Dropped sample 'gone'" in warnings[0]
+    assert 'gone.jpg' in warnings[0] and '1 dropped so far' in warnings[0]
+    assert '2 dropped so far' in warnings[1]

@@ -10,6 +10,9 @@ default_hooks = dict(
                     max_keep_ckpts=2, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
+# A NaN or inf loss stops the run, naming the iteration and the samples. A
+# config that sets its own custom_hooks replaces this list: keep it there.
+custom_hooks = [dict(type='NonFiniteLossHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

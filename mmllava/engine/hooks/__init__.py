@@ -1,4 +1,5 @@
 """Hooks; importing this module registers them."""
+from mmllava.engine.hooks.non_finite_loss_hook import NonFiniteLossHook
 from mmllava.engine.hooks.sample_answers_hook import SampleAnswersHook
 
-__all__ = ['SampleAnswersHook']
+__all__ = ['NonFiniteLossHook', 'SampleAnswersHook']
