@@ -82,6 +82,8 @@ class Report:
     data_file: str
     num_records: int = 0
     problems: list[Problem] = field(default_factory=list)
+    #: The records as read (what a dataset builds its samples from).
+    records: list = field(default_factory=list, repr=False)
 
     @property
     def clean(self) -> bool:
@@ -388,6 +390,7 @@ def check_records(records: Sequence[object],
                   max_pixels: Optional[int] = None,
                   min_side: int = 2,
                   allow_outside_paths: bool = False,
+                  check_images: bool = True,
                   on_record: Optional[Callable[[int], None]] = None,
                   chunk_size: int = 512) -> list[Problem]:
     """Every problem of the records, in record order.
@@ -409,6 +412,8 @@ def check_records(records: Sequence[object],
         workers (int): Image-checking threads.
         max_pixels (int, optional), min_side (int): See :func:`check_image`.
         allow_outside_paths (bool): Accept absolute image paths and ``..``.
+        check_images (bool): Open and decode every image file. Without,
+            only image paths are checked. Defaults to True.
         on_record (callable, optional): Called once per record checked,
             with the number of records (for a progress bar).
         chunk_size (int): Records whose images are in flight at once.
@@ -438,8 +443,8 @@ def check_records(records: Sequence[object],
                     path, refused = image_path(record['image'], image_folder,
                                                allow_outside_paths)
                     image_paths[index] = (path, refused)
-                    if refused is None and path not in image_results \
-                            and path not in futures:
+                    if check_images and refused is None and \
+                            path not in image_results and path not in futures:
                         futures[path] = pool.submit(check_image, path,
                                                     max_pixels, min_side)
             text_problems = {
@@ -459,7 +464,8 @@ def check_records(records: Sequence[object],
                                                 refused, index, record_id))
                     else:
                         problems += [Problem(code, message, index, record_id)
-                                     for code, message in image_results[path]]
+                                     for code, message in
+                                     image_results.get(path, ())]
                 if on_record is not None:
                     on_record(len(records))
     return problems
@@ -505,4 +511,4 @@ def check_data_file(data_file: str, image_folder: str = '',
     problems += check_records(records, data_file, image_folder, **kwargs)
     problems.sort(key=lambda problem: -1 if problem.index is None
                   else problem.index)
-    return Report(data_file, len(records), problems)
+    return Report(data_file, len(records), problems, records)

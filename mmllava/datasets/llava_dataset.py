@@ -7,8 +7,7 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
-from mmllava.datasets.checks import (Problem, Report, check_records,
-                                     check_text, image_path, load_records)
+from mmllava.datasets.checks import Report, check_data_file
 from mmllava.registry import DATASETS, TRANSFORMS
 
 
@@ -80,17 +79,18 @@ class LLaVADataset(BaseDataset):
         if not osp.isfile(self.ann_file):
             raise FileNotFoundError(
                 f'LLaVA data file not found: {self.ann_file}')
-        records, problems = load_records(self.ann_file)
-        problems += self._check(records)
-        problems.sort(key=lambda problem: -1 if problem.index is None
-                      else problem.index)
+        # No length checks here: they tokenize every record.
+        report = check_data_file(
+            self.ann_file, self.image_folder, check_images=self.check_images,
+            allow_outside_paths=self.allow_outside_paths)
+        records, problems = report.records, report.problems
         # A fault of the file as a whole cannot be skipped record by record.
         if problems and (not self.skip_invalid or any(
                 problem.index is None for problem in problems)):
-            raise ValueError(self._problems_message(records, problems))
+            raise ValueError(self._problems_message(report))
         bad = {problem.index for problem in problems}
         if bad:
-            self._log_skipped(records, problems, len(bad))
+            self._log_skipped(report)
         data_list = []
         for index, record in enumerate(records):
             if index in bad:
@@ -109,29 +109,11 @@ class LLaVADataset(BaseDataset):
                     modality_length=words if has_image else -words))
         return data_list
 
-    def _check(self, records: list) -> list:
-        """The checker's problems of the records, without the length checks
-        (they tokenize) and, unless ``check_images``, the image files."""
-        if self.check_images:
-            return check_records(records, self.ann_file, self.image_folder,
-                                 allow_outside_paths=self.allow_outside_paths)
-        problems, first_with_id = [], {}
-        for index, record in enumerate(records):
-            problems += check_text(record, index, self.ann_file,
-                                    first_with_id, None, None, None, None)
-            if not self.allow_outside_paths and isinstance(record, dict) \
-                    and isinstance(record.get('image'), str):
-                _, refused = image_path(record['image'], self.image_folder)
-                if refused is not None:
-                    problems.append(Problem('path_outside_folder', refused,
-                                            index, record.get('id')))
-        return problems
-
-    def _problems_message(self, records: list, problems: list) -> str:
-        report = Report(self.ann_file, len(records), problems)
+    def _problems_message(self, report: Report) -> str:
+        problems = report.problems
         listed = problems[:self.MAX_LISTED_PROBLEMS]
         lines = [f'{self.ann_file}: {len(problems)} problems in '
-                 f'{report.num_bad_records} of {len(records)} records; '
+                 f'{report.num_bad_records} of {report.num_records} records; '
                  'stopping before training.']
         lines += [f'  {problem}' for problem in listed]
         if len(problems) > len(listed):
@@ -148,12 +130,12 @@ class LLaVADataset(BaseDataset):
                      'on the dataset to drop these records.')
         return '\n'.join(lines)
 
-    def _log_skipped(self, records: list, problems: list,
-                     num_bad: int) -> None:
-        summary = Report(self.ann_file, len(records), problems).summary()
-        first = '\n'.join(f'  {problem}' for problem in problems[:5])
+    def _log_skipped(self, report: Report) -> None:
+        summary = report.summary()
+        first = '\n'.join(f'  {problem}' for problem in report.problems[:5])
         print_log(
-            f'{self.ann_file}: skipping {num_bad} of {len(records)} records '
+            f'{self.ann_file}: skipping {report.num_bad_records} of '
+            f'{report.num_records} records '
             f'with problems (skip_invalid=True); per reason: '
             + ', '.join(f'{code}: {count}' for code, count in summary.items())
             + f'. The first:\n{first}\nFull report: python '

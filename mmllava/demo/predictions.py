@@ -1,26 +1,12 @@
 """Read a test run's answers back beside their questions and images, and
 draw a few answers beside their images."""
-import json
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from mmengine.config import Config
 from PIL import Image
-from torch import nn
 
-from mmllava.apis import get_model
-
-
-def load_trained_model(config: Config, work_dir: str) -> nn.Module:
-    """``config.model`` with the work dir's latest checkpoint, on the CPU."""
-    return get_model(config, pretrained=work_dir, device='cpu')
-
-
-def read_jsonl(path: str) -> list[dict]:
-    return [json.loads(line)
-            for line in Path(path).read_text(encoding='utf-8').splitlines()
-            if line.strip()]
+from mmllava.datasets.records import read_records
 
 
 def join_answers(answers_file: str, questions_file: str,
@@ -34,9 +20,9 @@ def join_answers(answers_file: str, questions_file: str,
         (case-insensitive exact match), in the answer file's order.
     """
     questions = {record['question_id']: record
-                 for record in read_jsonl(questions_file)}
+                 for record in read_records(questions_file)}
     results = []
-    for answer in read_jsonl(answers_file):
+    for answer in read_records(answers_file):
         question = questions[answer['question_id']]
         prediction = answer['text']
         results.append(dict(

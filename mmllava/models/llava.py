@@ -1,6 +1,5 @@
 """LLaVA: vision encoder -> projector -> image features spliced into the
 LLM's input embeddings -> causal LM."""
-from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -16,7 +15,7 @@ from mmllava.conversation import cut_at_stop, get_template
 from mmllava.models.projectors import build_projector
 from mmllava.models.tokenizer import build_tokenizer
 from mmllava.registry import MODELS
-from mmllava.utils.files import latest_checkpoint
+from mmllava.utils.files import resolve_checkpoint
 
 
 def splice_image_features(
@@ -102,10 +101,7 @@ def load_projector_state(path: str) -> dict:
     ``projector.*``), a safetensors file, or the official
     ``mm_projector.bin`` (keys ``model.mm_projector.*``).
     """
-    if Path(path).is_dir():
-        path = latest_checkpoint(path)
-    if not Path(path).is_file():
-        raise FileNotFoundError(f'Projector weights not found: {path}')
+    path = resolve_checkpoint(path)
     if path.endswith('.safetensors'):
         state = load_file(path)
     else:
