@@ -4,18 +4,13 @@
 # question_file at a val question file and add
 # ground_truth=dict(format='vqav2', file=.../v2_mscoco_val2014_annotations.json).
 _base_ = [
-    './_base_/datasets/llava-1.5_eval.py',
+    './_base_/datasets/llava-1.5_questions.py',
     './_base_/default_runtime.py',
 ]
 
-inference = dict(
-    task='vqa',
-    prompt_suffix='\nAnswer the question using a single word or phrase.')
 data_root = 'data/eval/vqav2/'
 test_dataloader = dict(
     dataset=dict(
-        type='LLaVAQuestionDataset',
         question_file=data_root + 'llava_vqav2_mscoco_test-dev2015.jsonl',
-        image_folder=data_root + 'test2015',
-        pipeline=_base_.test_pipeline))
+        image_folder=data_root + 'test2015'))
 test_evaluator = dict(type='VQAAccuracy')
