@@ -28,41 +28,15 @@ records are joined the way LLaVA's evaluation scripts join their answers:
   ``question_id``: the image whose two questions form an acc+ pair.
 * ``scienceqa``: ScienceQA's ``problems.json``, on the pid.
 """
-import json
 import os.path as osp
 import re
 from typing import Callable, Hashable, Sequence
 
 from mmllava.constants import IMAGE_PLACEHOLDER
+from mmllava.datasets.records import read_json, read_json_lines
 from mmllava.datasets.scienceqa import answer_letter, check_problem
 
 Reader = Callable[[str, Sequence[dict]], list[dict]]
-
-
-def _load_json(path: str) -> object:
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'Annotation file not found: {path}')
-    with open(path, encoding='utf-8') as file:
-        try:
-            return json.load(file)
-        except json.JSONDecodeError as error:
-            raise ValueError(f'{path}: not valid json ({error})') from None
-
-
-def _load_json_lines(path: str) -> list[dict]:
-    """Json lines, whatever the file's extension (POPE's are ``.json``)."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'Annotation file not found: {path}')
-    entries = []
-    with open(path, encoding='utf-8') as file:
-        for line_number, line in enumerate(file, 1):
-            if line.strip():
-                try:
-                    entries.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise ValueError(f'{path}, line {line_number}: not valid '
-                                     f'json ({error})') from None
-    return entries
 
 
 def _get(entry: object, key: str, path: str, where: str) -> object:
@@ -112,7 +86,7 @@ def _join(path: str, questions: Sequence[dict], table: dict,
 
 def read_vqav2(path: str, questions: Sequence[dict]) -> list[dict]:
     """VQAv2 annotations: ``gt_answers``, the 10 human answers."""
-    annotations = _get(_load_json(path), 'annotations', path, 'the file')
+    annotations = _get(read_json(path, 'Annotation file'), 'annotations', path, 'the file')
     table = {}
     for index, entry in enumerate(annotations):
         where = f'annotation {index}'
@@ -124,7 +98,7 @@ def read_vqav2(path: str, questions: Sequence[dict]) -> list[dict]:
 
 def read_gqa(path: str, questions: Sequence[dict]) -> list[dict]:
     """GQA questions with answers: ``gt_answer``."""
-    data = _load_json(path)
+    data = read_json(path, 'Annotation file')
     if not isinstance(data, dict):
         raise ValueError(f'{path}: expected a json object of questions')
     table = {str(qid): dict(gt_answer=_get(entry, 'answer', path,
@@ -136,7 +110,7 @@ def read_gqa(path: str, questions: Sequence[dict]) -> list[dict]:
 
 def read_textvqa(path: str, questions: Sequence[dict]) -> list[dict]:
     """TextVQA annotations: ``gt_answers``, the 10 human answers."""
-    data = _get(_load_json(path), 'data', path, 'the file')
+    data = _get(read_json(path, 'Annotation file'), 'data', path, 'the file')
     table = {}
     for index, entry in enumerate(data):
         where = f'entry {index}'
@@ -152,7 +126,7 @@ def read_textvqa(path: str, questions: Sequence[dict]) -> list[dict]:
 
 def read_vizwiz(path: str, questions: Sequence[dict]) -> list[dict]:
     """VizWiz annotations: ``gt_answers``, the 10 human answers."""
-    data = _load_json(path)
+    data = read_json(path, 'Annotation file')
     if not isinstance(data, list):
         raise ValueError(f'{path}: expected a json list of annotations')
     table = {}
@@ -175,7 +149,7 @@ def read_pope(folder: str, questions: Sequence[dict]) -> list[dict]:
     table = {}
     for category in sorted({record['category'] for record in questions}):
         path = osp.join(folder, f'coco_pope_{category}.json')
-        for index, entry in enumerate(_load_json_lines(path)):
+        for index, entry in enumerate(read_json_lines(path, 'Annotation file')):
             where = f'entry {index}'
             key = (category, _get(entry, 'image', path, where),
                    question_line(_get(entry, 'text', path, where)))
@@ -240,7 +214,7 @@ def read_mme(folder: str, questions: Sequence[dict]) -> list[dict]:
 def read_scienceqa(path: str, questions: Sequence[dict]) -> list[dict]:
     """ScienceQA ``problems.json``: ``gt_answer`` (a letter) and
     ``num_choices``."""
-    problems = _load_json(path)
+    problems = read_json(path, 'Annotation file')
     if not isinstance(problems, dict):
         raise ValueError(f'{path}: expected a json object of problems')
     table = {}

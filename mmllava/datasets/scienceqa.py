@@ -23,19 +23,10 @@ import os.path as osp
 from typing import Optional
 
 from mmllava.constants import IMAGE_PLACEHOLDER
+from mmllava.datasets.records import read_json
 
 #: The option letters of ScienceQA (at most five choices).
 OPTION_LETTERS = ('A', 'B', 'C', 'D', 'E')
-
-
-def _load_json(path: str, what: str) -> object:
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'ScienceQA {what} not found: {path}')
-    with open(path, encoding='utf-8') as file:
-        try:
-            return json.load(file)
-        except json.JSONDecodeError as error:
-            raise ValueError(f'{path}: not valid json ({error})') from None
 
 
 def check_problem(pid: str, problem: object, problems_file: str) -> None:
@@ -80,8 +71,8 @@ def load_split(problems_file: str, pid_splits_file: str,
         split (str): A key of ``pid_splits.json`` (``train``, ``val``,
             ``test``, ...).
     """
-    splits = _load_json(pid_splits_file, 'pid splits file')
-    problems = _load_json(problems_file, 'problems file')
+    splits = read_json(pid_splits_file, 'ScienceQA pid splits file')
+    problems = read_json(problems_file, 'ScienceQA problems file')
     if not isinstance(splits, dict) or not isinstance(problems, dict):
         raise ValueError(f'{pid_splits_file} and {problems_file} must each '
                          'hold a json object')
