@@ -13,17 +13,17 @@ answers with every image blanked: the language-prior baseline.
 """
 import argparse
 import json
-import os
 import os.path as osp
 from pathlib import Path
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
 import mmllava  # noqa: F401  (version fixes; registries)
 from mmllava.utils.files import resolve_checkpoint
-from mmllava.utils.launch import adapt_to_machine
+from mmllava.utils.launch import (adapt_to_machine, add_runner_args,
+                                  apply_runner_args, parse_runner_args)
 
 
 def parse_args() -> argparse.Namespace:
@@ -31,7 +31,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint',
                         help='checkpoint file, or a work dir (its latest)')
-    parser.add_argument('--work-dir', help='where logs and results go')
     parser.add_argument(
         '--out', help='answer file (default: WORK_DIR/<config>_answers'
         '.jsonl, or .json of COCO caption results for captioning)')
@@ -39,16 +38,9 @@ def parse_args() -> argparse.Namespace:
         '--blind', action='store_true',
         help='replace every image by a blank one: a baseline of what the '
         'model answers from the text alone')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config keys, e.g. test_dataloader.batch_size=1')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_runner_args(parser, 'where logs and results go',
+                    'test_dataloader.batch_size=1')
+    return parse_runner_args(parser)
 
 
 def answer_writer(cfg: Config, out_file: str) -> dict:
@@ -71,14 +63,8 @@ def blind_pipeline(pipeline: list, mean) -> None:
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = apply_runner_args(cfg, args)
     name = osp.splitext(osp.basename(args.config))[0]
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('work_dirs', name)
     cfg.load_from = resolve_checkpoint(args.checkpoint)
     if args.blind:
         blind_pipeline(cfg.test_dataloader.dataset.pipeline,

@@ -1,6 +1,46 @@
-"""Runner settings that depend on the machine the run starts on."""
+"""What tools/train.py and tools/test.py share: the runner's command-line
+options, and settings that depend on the machine the run starts on."""
+import argparse
+import os
+import os.path as osp
+
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
+
+
+def add_runner_args(parser: argparse.ArgumentParser,
+                    work_dir_help: str, cfg_options_example: str) -> None:
+    """``--work-dir``, ``--cfg-options``, ``--launcher`` and the launchers'
+    ``--local-rank``."""
+    parser.add_argument('--work-dir', help=work_dir_help)
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help=f'override config keys, e.g. {cfg_options_example}')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse, and give the launcher's local rank to the environment."""
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def apply_runner_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """The launcher, ``--cfg-options``, and the work dir (default
+    ``work_dirs/<config name>``)."""
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    return cfg
 
 
 def adapt_to_machine(cfg: Config) -> Config:
