@@ -10,6 +10,7 @@ from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 
@@ -35,4 +36,7 @@ METRICS = Registry(
     locations=['mmllava.evaluation'])
 HOOKS = Registry(
     'hook', parent=MMENGINE_HOOKS, scope='mmllava',
+    locations=['mmllava.engine'])
+OPTIM_WRAPPERS = Registry(
+    'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmllava',
     locations=['mmllava.engine'])

@@ -14,6 +14,11 @@ from mmllava.utils.launch import (adapt_to_machine, add_runner_args,
                                   apply_runner_args, parse_runner_args)
 
 
+#: ``--amp`` keeps a guarded wrapper guarded.
+AMP_WRAPPERS = {'GuardedOptimWrapper': 'GuardedAmpOptimWrapper',
+                'GuardedAmpOptimWrapper': 'GuardedAmpOptimWrapper'}
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a LLaVA model')
     parser.add_argument('config', help='config file')
@@ -31,7 +36,8 @@ def parse_args() -> argparse.Namespace:
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     cfg = apply_runner_args(cfg, args)
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.type = AMP_WRAPPERS.get(cfg.optim_wrapper.type,
+                                                  'AmpOptimWrapper')
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
         cfg.resume = True

@@ -8,7 +8,8 @@ from mmengine.config import Config
 
 from mmllava.models.projectors import build_projector
 from mmllava.registry import (DATA_SAMPLERS, DATASETS, HOOKS, LOOPS,
-                              METRICS, MODELS, TOKENIZERS, TRANSFORMS)
+                              METRICS, MODELS, OPTIM_WRAPPERS, TOKENIZERS,
+                              TRANSFORMS)
 
 CONFIGS = sorted(
     Path(__file__).resolve().parents[2].glob('configs/llava/*.py'))
@@ -29,7 +30,7 @@ def types_in(value, found):
 
 REGISTRIES = (MODELS, TOKENIZERS, DATASETS, TRANSFORMS, DATA_SAMPLERS,
               METRICS, HOOKS, LOOPS, mmengine_registry.OPTIMIZERS,
-              mmengine_registry.OPTIM_WRAPPERS,
+              OPTIM_WRAPPERS,
               mmengine_registry.PARAM_SCHEDULERS,
               mmengine_registry.VISBACKENDS, mmengine_registry.VISUALIZERS,
               mmengine_registry.FUNCTIONS)

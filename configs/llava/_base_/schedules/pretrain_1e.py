@@ -1,7 +1,9 @@
 # LLaVA-1.5 stage 1 (feature alignment): lr 1e-3, global batch 256, 1 epoch,
 # cosine decay after 3% linear warmup, no weight decay, grad norm clip 1.0.
+# The guarded wrapper skips a step whose gradient is zero (every label masked)
+# or NaN/inf, so neither moves the weights.
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='GuardedOptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999),
                    weight_decay=0.0),
     clip_grad=dict(max_norm=1.0),

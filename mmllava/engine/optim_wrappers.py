@@ -1,0 +1,89 @@
+"""Optimizer wrappers that refuse an update from a gradient that carries
+nothing to learn (all zero) or would corrupt the weights (NaN or inf)."""
+import math
+from typing import List
+
+import torch
+from mmengine.logging import MessageHub, MMLogger
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
+
+from mmllava.registry import OPTIM_WRAPPERS
+
+#: The message hub's runtime-info key counting the steps skipped so far.
+SKIPPED_STEPS_KEY = 'skipped_steps'
+
+
+class SkipBadStepMixin:
+    """Checks the accumulated gradient before each optimizer step and skips
+    the step when its norm is zero or not finite.
+
+    - Zero: every label of the batch (or of the whole accumulation window)
+      was masked, or no trainable weight got a gradient. An AdamW step would
+      still move the weights (momentum, weight decay) on a batch that holds
+      no supervision.
+    - NaN or inf: applying it would corrupt every weight it touches.
+
+    The check reads gradients after backward, where DDP has already
+    averaged them over the ranks, so every rank takes the same decision
+    without another collective. A non-finite micro-batch in an accumulation
+    window poisons the window's sum, so the whole window is skipped. Under
+    AMP with an active loss scaler, a non-finite scaled gradient is an
+    overflow the scaler must see (it skips the step itself and lowers the
+    scale), so only the zero case is handled here.
+    """
+
+    def step(self, **kwargs) -> None:
+        reason = self._reason_to_skip()
+        if reason is None:
+            super().step(**kwargs)
+            return
+        message_hub = MessageHub.get_current_instance()
+        skipped = message_hub.get_info(SKIPPED_STEPS_KEY, 0) + 1
+        message_hub.update_info(SKIPPED_STEPS_KEY, skipped)
+        # The runner counts this iteration only after its hooks ran.
+        iteration = message_hub.get_info('iter', -1) + 1
+        MMLogger.get_current_instance().warning(
+            f'Skipped the optimizer step at iteration {iteration}: {reason} '
+            f'({skipped} skipped so far).')
+
+    def _reason_to_skip(self) -> str | None:
+        gradients = self._gradients()
+        if not gradients:
+            return 'no trainable weight has a gradient'
+        norm = torch.nn.utils.get_total_norm(gradients).item()
+        if norm == 0:
+            return 'the gradient is zero (no supervised token)'
+        if not math.isfinite(norm) and not self._scaler_handles_overflow():
+            return f'the gradient norm is {norm}'
+        return None
+
+    def _gradients(self) -> List[torch.Tensor]:
+        return [param.grad for group in self.optimizer.param_groups
+                for param in group['params'] if param.grad is not None]
+
+    def _scaler_handles_overflow(self) -> bool:
+        scaler = getattr(self, 'loss_scaler', None)
+        return scaler is not None and scaler.is_enabled()
+
+
+@OPTIM_WRAPPERS.register_module()
+class GuardedOptimWrapper(SkipBadStepMixin, OptimWrapper):
+    """mmengine's :class:`OptimWrapper` that skips an optimizer step whose
+    gradient is all zero or not finite (see :class:`SkipBadStepMixin`),
+    logging the iteration and counting the skips in the message hub's
+    ``skipped_steps`` runtime info.
+
+    Takes :class:`OptimWrapper`'s arguments (``optimizer``, ``clip_grad``,
+    ``accumulative_counts``).
+    """
+
+
+@OPTIM_WRAPPERS.register_module()
+class GuardedAmpOptimWrapper(SkipBadStepMixin, AmpOptimWrapper):
+    """mmengine's :class:`AmpOptimWrapper` with the same guard as
+    :class:`GuardedOptimWrapper`; overflows of fp16 loss scaling stay with
+    the loss scaler.
+
+    Takes :class:`AmpOptimWrapper`'s arguments (``optimizer``, ``clip_grad``,
+    ``accumulative_counts``, ``loss_scale``, ``dtype``).
+    """
