@@ -19,6 +19,7 @@ from mmengine.logging import MMLogger
 from transformers import TextIteratorStreamer
 
 from mmllava.apis import ChatSession, get_model
+from mmllava.utils.launch import add_unsafe_pickle_arg
 
 COMMANDS = '/image PATH, /reset, /quit'
 
@@ -33,6 +34,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--device', help='defaults to cuda when available')
     parser.add_argument('--max-new-tokens', type=int,
                         help="longest answer (default: the config's)")
+    add_unsafe_pickle_arg(parser)
     return parser.parse_args()
 
 
@@ -89,7 +91,8 @@ def main() -> None:
     # Model-building logs would interleave with the transcript on stdout.
     MMLogger.get_instance('chat', log_level='WARNING')
     model = get_model(args.model, pretrained=args.checkpoint,
-                      device=args.device)
+                      device=args.device,
+                      allow_unsafe_pickle=args.allow_unsafe_pickle)
     kwargs = {} if args.max_new_tokens is None \
         else dict(max_new_tokens=args.max_new_tokens)
     session = ChatSession(model, args.image)

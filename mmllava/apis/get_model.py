@@ -13,6 +13,7 @@ from mmengine.runner import load_checkpoint
 from mmllava.apis.model_index import find_model
 from mmllava.registry import MODELS
 from mmllava.utils.files import resolve_checkpoint
+from mmllava.utils.safe_load import unsafe_pickle_scope
 
 
 def load_config(model: Union[str, PathLike, Config]) -> Config:
@@ -115,6 +116,7 @@ def default_device() -> str:
 def get_model(model: Union[str, PathLike, Config],
               pretrained: Union[str, PathLike, None] = None,
               device: Union[str, torch.device, None] = None,
+              allow_unsafe_pickle: bool = False,
               **kwargs) -> BaseModel:
     """Build a model for inference, as mmpretrain's ``get_model``.
 
@@ -131,6 +133,11 @@ def get_model(model: Union[str, PathLike, Config],
             Defaults to None (the weights the config names).
         device (str | torch.device, optional): Defaults to ``'cuda'`` when
             available, else ``'cpu'``.
+        allow_unsafe_pickle (bool): Load weight files that need full
+            unpickling (which can run code hidden in them) instead of
+            refusing them; only for files whose source you trust. Defaults
+            to False: refused unless ``MMLLAVA_ALLOW_UNSAFE_PICKLE=1`` (see
+            :mod:`mmllava.utils.safe_load`).
         **kwargs: Merged into the model config, e.g.
             ``generation_cfg=dict(max_new_tokens=32)``.
 
@@ -155,8 +162,9 @@ def get_model(model: Union[str, PathLike, Config],
         if detect_layout(pretrained) == 'mmllava':
             pretrained = resolve_checkpoint(str(pretrained))
         model_cfg.pop('projector_pretrained', None)
-    built = MODELS.build(model_cfg)
-    if pretrained is not None:
-        load_pretrained(built, pretrained)
+    with unsafe_pickle_scope(allow_unsafe_pickle or None):
+        built = MODELS.build(model_cfg)
+        if pretrained is not None:
+            load_pretrained(built, pretrained)
     built.cfg = config
     return built.to(device or default_device()).eval()

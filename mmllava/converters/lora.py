@@ -22,6 +22,7 @@ from transformers import AutoModelForCausalLM
 from mmllava.converters.shards import (DEFAULT_SHARD_SIZE, TOKENIZER_FILES,
                                        Log, ShardWriter, copy_files)
 from mmllava.utils.files import require_local_folder
+from mmllava.utils.safe_load import load_torch_file
 
 #: How peft prefixes the keys of the model it wraps.
 PEFT_PREFIX = 'base_model.model.'
@@ -35,7 +36,7 @@ def read_non_lora_trainables(lora_dir: str) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(
             f'{path} not found: an official LLaVA LoRA folder holds the '
             f'projector there ({NON_LORA_FILE}).')
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    state = load_torch_file(str(path))
     return {key[len(PEFT_PREFIX):] if key.startswith(PEFT_PREFIX) else key:
             value for key, value in state.items()}
 

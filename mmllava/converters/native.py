@@ -19,6 +19,7 @@ from mmengine.config import Config
 from mmllava.converters.shards import (DEFAULT_SHARD_SIZE, Log, ShardWriter,
                                        TOKENIZER_FILES, copy_files,
                                        iter_shards)
+from mmllava.utils.safe_load import load_torch_file
 
 VISION_PREFIX = 'vision_encoder.model.'
 PROJECTOR_PREFIX = 'projector.'
@@ -239,8 +240,7 @@ def read_mmllava_checkpoint(path: str) -> Iterator[dict[str, torch.Tensor]]:
             yield tensors
         return
     checkpoint = resolve_checkpoint(path)
-    state = torch.load(checkpoint, map_location='cpu', weights_only=True,
-                       mmap=True)
+    state = load_torch_file(checkpoint, mmap=True)
     yield state.get('state_dict', state)
 
 

@@ -16,6 +16,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from mmllava.utils.safe_load import load_torch_file
+
 SAFE_INDEX = 'model.safetensors.index.json'
 BIN_INDEX = 'pytorch_model.bin.index.json'
 SINGLE_FILES = ('model.safetensors', 'pytorch_model.bin')
@@ -81,7 +83,7 @@ def load_file_tensors(path: str) -> dict[str, torch.Tensor]:
             for key in handle.keys():
                 tensors[key] = handle.get_tensor(key)
         return tensors
-    state = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+    state = load_torch_file(path, mmap=True)
     if isinstance(state, dict):
         state = state.get('state_dict', state)
     if not isinstance(state, dict):

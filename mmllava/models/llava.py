@@ -16,6 +16,7 @@ from mmllava.models.projectors import build_projector
 from mmllava.models.tokenizer import build_tokenizer
 from mmllava.registry import MODELS
 from mmllava.utils.files import resolve_checkpoint
+from mmllava.utils.safe_load import load_torch_file
 
 
 def splice_image_features(
@@ -105,7 +106,7 @@ def load_projector_state(path: str) -> dict:
     if path.endswith('.safetensors'):
         state = load_file(path)
     else:
-        state = torch.load(path, map_location='cpu', weights_only=True)
+        state = load_torch_file(path)
         state = state.get('state_dict', state)
     for prefix in ('projector.', 'model.mm_projector.', 'mm_projector.'):
         selected = {key[len(prefix):]: value for key, value in state.items()

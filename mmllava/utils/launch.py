@@ -7,6 +7,9 @@ import os.path as osp
 import torch
 from mmengine.config import Config, DictAction
 
+from mmllava.utils.safe_load import (UNSAFE_PICKLE_FLAG,
+                                     allow_unsafe_pickle_for_this_run)
+
 
 def add_runner_args(parser: argparse.ArgumentParser,
                     work_dir_help: str, cfg_options_example: str) -> None:
@@ -20,12 +23,30 @@ def add_runner_args(parser: argparse.ArgumentParser,
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_unsafe_pickle_arg(parser)
+
+
+def add_unsafe_pickle_arg(parser: argparse.ArgumentParser) -> None:
+    """``--allow-unsafe-pickle``; :func:`apply_unsafe_pickle_arg` acts on
+    it."""
+    parser.add_argument(
+        UNSAFE_PICKLE_FLAG, action='store_true',
+        help='load weight files that need full unpickling (it can run code '
+        'hidden in the file): only for files you trust. Off by default: '
+        'such files are refused')
+
+
+def apply_unsafe_pickle_arg(args: argparse.Namespace) -> None:
+    if args.allow_unsafe_pickle:
+        allow_unsafe_pickle_for_this_run()
 
 
 def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Parse, and give the launcher's local rank to the environment."""
+    """Parse, give the launcher's local rank to the environment, and apply
+    ``--allow-unsafe-pickle``."""
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    apply_unsafe_pickle_arg(args)
     return args
 
 

@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from mmllava.converters.cli import progress_logger, run
+from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.delta import apply_delta
 
 
@@ -24,7 +24,7 @@ def main() -> None:
                         help='output dtype (default: the delta\'s; a '
                         'float64 delta gives the base\'s)')
     parser.add_argument('--max-shard-size', default='2GB')
-    args = parser.parse_args()
+    args = parse_args(parser)
     apply_delta(args.base, args.delta, args.out,
                 dtype=getattr(torch, args.dtype) if args.dtype else None,
                 max_shard_size=args.max_shard_size, log=progress_logger())

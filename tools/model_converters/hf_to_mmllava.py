@@ -9,7 +9,7 @@ every weight is copied bit for bit.
 """
 import argparse
 
-from mmllava.converters.cli import progress_logger, run
+from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.llava_hf import convert_hf_to_mmllava
 
 
@@ -18,7 +18,7 @@ def main() -> None:
     parser.add_argument('hf_dir', help='llava-hf folder')
     parser.add_argument('out', help='output folder')
     parser.add_argument('--max-shard-size', default='2GB')
-    args = parser.parse_args()
+    args = parse_args(parser)
     config = convert_hf_to_mmllava(args.hf_dir, args.out,
                                    max_shard_size=args.max_shard_size,
                                    log=progress_logger())

@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from mmllava.converters.cli import progress_logger, run
+from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.delta import make_delta
 
 
@@ -25,7 +25,7 @@ def main() -> None:
                         help='store differences in float64 (exact round '
                         'trip)')
     parser.add_argument('--max-shard-size', default='2GB')
-    args = parser.parse_args()
+    args = parse_args(parser)
     make_delta(args.base, args.target, args.out,
                dtype=torch.float64 if args.exact else None,
                max_shard_size=args.max_shard_size, log=progress_logger())

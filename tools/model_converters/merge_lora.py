@@ -10,7 +10,7 @@ mmllava_to_hf.py after official_to_mmllava.py).
 """
 import argparse
 
-from mmllava.converters.cli import progress_logger, run
+from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.lora import merge_lora
 
 
@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument('base_llm_dir', help='the LLM it was trained on')
     parser.add_argument('out', help='output folder')
     parser.add_argument('--max-shard-size', default='2GB')
-    args = parser.parse_args()
+    args = parse_args(parser)
     merge_lora(args.lora_dir, args.base_llm_dir, args.out,
                args.max_shard_size, progress_logger())
 

@@ -11,7 +11,7 @@ shard by shard.
 """
 import argparse
 
-from mmllava.converters.cli import progress_logger, run
+from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.llava_hf import convert_mmllava_to_hf
 
 
@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument('config', help='config file or model name')
     parser.add_argument('paths', nargs='+', metavar='[CHECKPOINT] OUT')
     parser.add_argument('--max-shard-size', default='2GB')
-    args = parser.parse_args()
+    args = parse_args(parser)
     if len(args.paths) > 2:
         parser.error('give CONFIG [CHECKPOINT] OUT')
     checkpoint = args.paths[0] if len(args.paths) == 2 else None

@@ -10,7 +10,7 @@ mm_projector.bin.
 import argparse
 
 from mmllava.apis.get_model import load_config
-from mmllava.converters.cli import progress_logger, run
+from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.native import read_weights
 from mmllava.converters.official import (convert_mmllava_to_official,
                                          write_projector_bin)
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument('--projector-only', action='store_true',
                         help='write only the stage-1 mm_projector.bin')
     parser.add_argument('--max-shard-size', default='2GB')
-    args = parser.parse_args()
+    args = parse_args(parser)
     if len(args.paths) > 2:
         parser.error('give CONFIG [CHECKPOINT] OUT')
     checkpoint = args.paths[0] if len(args.paths) == 2 else None

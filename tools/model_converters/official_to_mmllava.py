@@ -17,7 +17,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from mmllava.converters.cli import progress_logger, run
+from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.official import (convert_official_to_mmllava,
                                          read_projector_bin)
 
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument('--template', default='vicuna_v1',
                         help='chat template the model was trained with')
     parser.add_argument('--max-shard-size', default='2GB')
-    args = parser.parse_args()
+    args = parse_args(parser)
     log = progress_logger()
     if Path(args.source).is_file():
         state = read_projector_bin(args.source)

@@ -1,0 +1,118 @@
+"""Loading torch pickle files without running code from them.
+
+Every ``.pth`` / ``.bin`` that mmllava reads, and every local checkpoint
+mmengine's runner reads (``load_from``, ``--resume``), goes through
+:func:`load_torch_file`: ``torch.load(weights_only=True)``, which unpickles
+tensors, plain containers and the allow-listed mmengine and numpy types of
+``mmllava/utils/compat.py`` only. A file that needs anything else could run
+arbitrary code when unpickled, so it is refused, with an error naming the
+opt-in: ``--allow-unsafe-pickle`` on the tools, ``allow_unsafe_pickle=True``
+in the python API, or the environment variable below (which the tools' flag
+sets, so that every process of a distributed run sees it).
+"""
+import contextlib
+import contextvars
+import os
+import pickle
+import warnings
+from typing import Any, Iterator, Optional
+
+import torch
+from mmengine.runner import CheckpointLoader
+
+#: Set to ``1`` to let files that need full unpickling load.
+ALLOW_UNSAFE_PICKLE_ENV = 'MMLLAVA_ALLOW_UNSAFE_PICKLE'
+UNSAFE_PICKLE_FLAG = '--allow-unsafe-pickle'
+#: Set by :func:`unsafe_pickle_scope` for the loads inside it (thread- and
+#: task-local, unlike the environment).
+_allowed_in_scope: contextvars.ContextVar[Optional[bool]] = \
+    contextvars.ContextVar('allow_unsafe_pickle', default=None)
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A file needs arbitrary unpickling and nobody allowed it."""
+
+
+def unsafe_pickle_allowed(allow: Optional[bool] = None) -> bool:
+    """``allow`` if given, else the enclosing :func:`unsafe_pickle_scope`'s
+    setting, else whether the environment opts in."""
+    for setting in (allow, _allowed_in_scope.get()):
+        if setting is not None:
+            return setting
+    return os.environ.get(ALLOW_UNSAFE_PICKLE_ENV, '') == '1'
+
+
+@contextlib.contextmanager
+def unsafe_pickle_scope(allow: Optional[bool]) -> Iterator[None]:
+    """Every :func:`load_torch_file` inside (however deep, e.g. a
+    converter reading ``.bin`` shards) follows ``allow``; None leaves the
+    decision to the environment."""
+    token = _allowed_in_scope.set(allow)
+    try:
+        yield
+    finally:
+        _allowed_in_scope.reset(token)
+
+
+def allow_unsafe_pickle_for_this_run() -> None:
+    """What the tools' ``--allow-unsafe-pickle`` does: opt this process and
+    the processes it starts in."""
+    os.environ[ALLOW_UNSAFE_PICKLE_ENV] = '1'
+
+
+def load_torch_file(path: str, map_location: Any = 'cpu', mmap: bool = False,
+                    allow_unsafe_pickle: Optional[bool] = None) -> Any:
+    """``torch.load`` with ``weights_only=True``, refusing files that need
+    more.
+
+    Args:
+        path (str): The file.
+        map_location: As for :func:`torch.load`. Defaults to ``'cpu'``.
+        mmap (bool): Memory-map the tensors instead of reading them.
+        allow_unsafe_pickle (bool, optional): Load a file that needs full
+            unpickling anyway (only for files whose source you trust).
+            Defaults to None: an enclosing :func:`unsafe_pickle_scope`, else
+            the environment decides (off unless
+            ``MMLLAVA_ALLOW_UNSAFE_PICKLE=1``).
+
+    Raises:
+        UnsafePickleError: The file needs full unpickling and it was not
+            allowed. The message names the file, what torch refused and how
+            to opt in.
+    """
+    try:
+        return torch.load(path, map_location=map_location, mmap=mmap,
+                          weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = _refused_global(error)
+        if not unsafe_pickle_allowed(allow_unsafe_pickle):
+            raise UnsafePickleError(
+                f'{path} needs arbitrary unpickling to load ({refused}), '
+                'which can run code hidden in the file. Load it only if you '
+                f'trust where it came from: {UNSAFE_PICKLE_FLAG} on the '
+                'tools, allow_unsafe_pickle=True in the python API, or '
+                f'{ALLOW_UNSAFE_PICKLE_ENV}=1. Better: convert it once to '
+                'safetensors.') from None
+    warnings.warn(f'Loading {path} with full unpickling ({refused}), as '
+                  'allowed.')
+    return torch.load(path, map_location=map_location, mmap=mmap,
+                      weights_only=False)
+
+
+def _refused_global(error: pickle.UnpicklingError) -> str:
+    """The line of torch's message that says what the safe unpickler met."""
+    for line in str(error).splitlines():
+        if 'GLOBAL' in line or 'Unsupported' in line:
+            return line.strip()
+    return str(error).splitlines()[0]
+
+
+@CheckpointLoader.register_scheme(prefixes='', force=True)
+def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
+    """mmengine's loader for local paths (``load_from``, resume,
+    :func:`mmengine.runner.load_checkpoint`), through
+    :func:`load_torch_file`."""
+    filename = os.path.expanduser(filename)
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return load_torch_file(filename, map_location=map_location)
