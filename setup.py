@@ -23,6 +23,8 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.10',
     packages=find_packages(include=['mmllava', 'mmllava.*']),
+    # Default few-shot examples of the instruction-data generator.
+    package_data={'mmllava.datagen': ['fewshot/*/*.json']},
     install_requires=read_requirements('runtime.txt'),
     extras_require={
         'demo': read_requirements('demo.txt'),
