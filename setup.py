@@ -23,8 +23,10 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.10',
     packages=find_packages(include=['mmllava', 'mmllava.*']),
-    # Default few-shot examples of the instruction-data generator.
-    package_data={'mmllava.datagen': ['fewshot/*/*.json']},
+    # The instruction-data generator's default few-shot examples; the
+    # server's chat page.
+    package_data={'mmllava.datagen': ['fewshot/*/*.json'],
+                  'mmllava.serving': ['static/*.html']},
     install_requires=read_requirements('runtime.txt'),
     extras_require={
         'demo': read_requirements('demo.txt'),

@@ -13,11 +13,12 @@ from mmllava.registry import TRANSFORMS
 ImageInput = Union[str, PathLike, Image.Image, np.ndarray]
 
 
-def build_test_pipeline(model) -> Compose:
+def build_test_pipeline(model, tokenizer=None) -> Compose:
     """The transforms of ``model.cfg.test_pipeline``.
 
-    Tokenization uses the model's own tokenizer instead of loading the
-    config's again.
+    Tokenization uses ``tokenizer`` if given (a copy for another thread: a
+    fast tokenizer must not be shared across threads), else the model's own
+    tokenizer, instead of loading the config's again.
     """
     cfg = getattr(model, 'cfg', None)
     if cfg is None or 'test_pipeline' not in cfg:
@@ -28,7 +29,7 @@ def build_test_pipeline(model) -> Compose:
     for transform in cfg.test_pipeline:
         transform = dict(transform)
         if transform['type'] == 'TokenizeConversation':
-            transform['tokenizer'] = model.tokenizer
+            transform['tokenizer'] = tokenizer or model.tokenizer
         transforms.append(TRANSFORMS.build(transform))
     return Compose(transforms)
 

@@ -1,0 +1,76 @@
+"""The chat page (``mmllava/serving/static/chat.html``) in headless
+Chromium: type a question, attach a photo, watch the answer stream in."""
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from mmllava.apis import ChatSession
+
+#: Debian's chromium (``apt-get install chromium``); playwright's own
+#: browser download is never used.
+CHROMIUM = '/usr/bin/chromium'
+CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu',
+                 '--disable-background-networking',
+                 '--disable-component-update', '--no-first-run']
+QUESTIONS = ['What is in the image?', 'Tell me more.']
+
+#: Records every text the newest answer shows, to see it grow.
+RECORD_ANSWER = """() => {
+    window.answerTexts = [];
+    new MutationObserver(() => {
+        const answers = document.querySelectorAll('.assistant .text');
+        if (answers.length) {
+            window.answerTexts.push(answers[answers.length - 1].textContent);
+        }
+    }).observe(document.getElementById('messages'),
+               {subtree: true, childList: true, characterData: true});
+}"""
+DONE = """(count) => document.querySelectorAll('.assistant').length === count
+    && !document.getElementById('send').disabled"""
+
+
+@pytest.fixture(scope='module')
+def server(serving_model, start_server):
+    return start_server(serving_model)
+
+
+@pytest.mark.usefixtures('in_workspace', 'one_thread')
+def test_a_question_about_a_photo_streams_an_answer(server, serving_model,
+                                                     model_workspace,
+                                                     tmp_path):
+    url, _ = server
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM,
+                                             args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={'width': 900, 'height': 700})
+            page.goto(url)
+            page.wait_for_function(
+                "document.getElementById('model').textContent"
+                ".includes('llava-tiny_demo_vqa')")
+            page.evaluate(RECORD_ANSWER)
+            page.fill('#question', QUESTIONS[0])
+            page.set_input_files('#image',
+                                 str(Path(model_workspace, 'astronaut.png')))
+            page.click('#send')
+            page.wait_for_function(DONE, arg=1, timeout=30_000)
+            first_texts = page.evaluate('window.answerTexts')
+            page.fill('#question', QUESTIONS[1])
+            page.press('#question', 'Enter')
+            page.wait_for_function(DONE, arg=2, timeout=30_000)
+            answers = page.locator('.assistant .text').all_text_contents()
+            errors = page.locator('.error').all_text_contents()
+            page.screenshot(path=str(tmp_path / 'chat.png'), full_page=True)
+            image_shown = page.locator('.user img').count()
+        finally:
+            browser.close()
+    assert errors == []
+    session = ChatSession(serving_model,
+                          Path(model_workspace, 'astronaut.png'))
+    assert answers == [session.ask(question) for question in QUESTIONS]
+    # The answer grew piece by piece before it was complete.
+    partial = {text for text in first_texts if text and text != answers[0]}
+    assert partial and all(answers[0].startswith(text) for text in partial)
+    assert image_shown == 1
+    assert (tmp_path / 'chat.png').stat().st_size > 10_000

@@ -1,0 +1,52 @@
+"""``mmllava/serving/messages.py``: OpenAI messages -> LLaVA turns."""
+import pytest
+
+from mmllava.serving.errors import APIError
+from mmllava.serving.messages import to_conversation
+from mmllava.serving.schema import Message
+
+IMAGE = {'type': 'image_url', 'image_url': {'url': 'data:one'}}
+
+
+def messages(*items) -> list[Message]:
+    return [Message.model_validate(item) for item in items]
+
+
+def test_turns_alternate_and_the_image_goes_where_its_part_was():
+    conversation = to_conversation(messages(
+        {'role': 'user', 'content': [{'type': 'text', 'text': 'Look:'},
+                                     IMAGE,
+                                     {'type': 'text', 'text': 'What?'}]},
+        {'role': 'assistant', 'content': 'A cat.'},
+        {'role': 'user', 'content': 'Colour?'}))
+    assert conversation.turns == [
+        {'from': 'human', 'value': 'Look:\n<image>\nWhat?'},
+        {'from': 'gpt', 'value': 'A cat.'},
+        {'from': 'human', 'value': 'Colour?'}]
+    assert conversation.image_url == 'data:one'
+    assert conversation.image_param == 'messages[0].content[1].image_url.url'
+
+
+@pytest.mark.parametrize('items, param, code', [
+    ([{'role': 'system', 'content': 'Be brief.'},
+      {'role': 'user', 'content': 'Hi'}], 'messages[0].role',
+     'unsupported_role'),
+    ([{'role': 'user', 'content': 'a'}, {'role': 'user', 'content': 'b'}],
+     'messages[1].role', 'invalid_value'),
+    ([{'role': 'user', 'content': 'a'},
+      {'role': 'assistant', 'content': 'b'}], 'messages[1].role',
+     'invalid_value'),
+    ([{'role': 'user', 'content': [IMAGE]},
+      {'role': 'assistant', 'content': 'b'},
+      {'role': 'user', 'content': [IMAGE]}], 'messages[2].content[0]',
+     'too_many_images'),
+    ([{'role': 'user', 'content': 'what is <image> here'}],
+     'messages[0].content', 'invalid_value'),
+    ([{'role': 'user', 'content': '  '}], 'messages[0].content',
+     'invalid_value'),
+])
+def test_conversations_the_model_cannot_take_are_400(items, param, code):
+    with pytest.raises(APIError) as caught:
+        to_conversation(messages(*items))
+    assert caught.value.status == 400
+    assert (caught.value.param, caught.value.code) == (param, code)

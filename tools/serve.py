@@ -1,0 +1,120 @@
+"""Serve a LLaVA model with an OpenAI-compatible API and a chat page.
+
+    python tools/serve.py CONFIG_OR_NAME [CHECKPOINT] [--host 127.0.0.1]
+        [--port 8000] [--api-key-env NAME] [--max-batch-size 8]
+        [--queue-size 64] [--max-tokens-cap 512]
+        [--max-image-pixels 25000000] [--max-body-bytes 20971520]
+        [--allow-remote-images] [--device cuda|cpu]
+
+``POST /v1/chat/completions`` (streaming or not) and ``GET /v1/models``;
+the chat page is at ``/``. The API key is read from the environment
+variable ``--api-key-env`` names, never from the command line. Prints
+``Serving MODEL at URL`` once it accepts requests. See docs/serving.md.
+"""
+import argparse
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from mmllava.apis import get_model
+from mmllava.serving import ServerSettings, build_app
+
+DEFAULTS = ServerSettings(model_name='')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Serve a LLaVA model with an OpenAI-compatible API')
+    parser.add_argument('model', help='a name from list_models() or a config')
+    parser.add_argument('checkpoint', nargs='?',
+                        help='an mmllava checkpoint or work dir, an official '
+                        "LLaVA or llava-hf folder (default: the config's "
+                        'weights)')
+    parser.add_argument('--host', default='127.0.0.1',
+                        help='address to bind (default 127.0.0.1: this '
+                        'machine only)')
+    parser.add_argument('--port', type=int, default=8000,
+                        help='0 picks a free port')
+    parser.add_argument('--api-key-env', metavar='NAME',
+                        help='require the API key held in this environment '
+                        'variable')
+    parser.add_argument('--model-name',
+                        help='the model id clients send (default: the name '
+                        'or config file stem)')
+    parser.add_argument('--max-batch-size', type=int,
+                        default=DEFAULTS.max_batch_size)
+    parser.add_argument('--queue-size', type=int, default=DEFAULTS.queue_size,
+                        help='requests that may wait; more get 503')
+    parser.add_argument('--gather-window-ms', type=float,
+                        default=DEFAULTS.gather_window_s * 1000,
+                        help='how long a batch waits for more requests')
+    parser.add_argument('--max-tokens-cap', type=int,
+                        default=DEFAULTS.max_tokens_cap)
+    parser.add_argument('--max-image-pixels', type=int,
+                        default=DEFAULTS.max_image_pixels)
+    parser.add_argument('--max-body-bytes', type=int,
+                        default=DEFAULTS.max_body_bytes)
+    parser.add_argument('--allow-remote-images', action='store_true',
+                        help='fetch http(s) image URLs (off: data URLs only)')
+    parser.add_argument('--device', help='defaults to cuda when available')
+    return parser.parse_args(argv)
+
+
+def read_api_key(variable: str) -> str:
+    key = os.environ.get(variable, '').strip()
+    if not key:
+        sys.exit(f'--api-key-env {variable}: the environment variable is '
+                 'unset or empty.')
+    return key
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket; binding first tells us the port 0 picked."""
+    family = socket.AF_INET6 if ':' in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    return sock
+
+
+async def serve(server: uvicorn.Server, sock: socket.socket,
+                announcement: str) -> None:
+    """Run the server and print ``announcement`` once it has started."""
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.05)
+    if server.started:
+        print(announcement, flush=True)
+    await task
+
+
+def main() -> None:
+    args = parse_args()
+    api_key = read_api_key(args.api_key_env) if args.api_key_env else None
+    model_name = args.model_name or Path(args.model).stem
+    settings = ServerSettings(
+        model_name=model_name, api_key=api_key,
+        max_batch_size=args.max_batch_size, queue_size=args.queue_size,
+        gather_window_s=args.gather_window_ms / 1000,
+        max_tokens_cap=args.max_tokens_cap,
+        max_image_pixels=args.max_image_pixels,
+        max_body_bytes=args.max_body_bytes,
+        allow_remote_images=args.allow_remote_images)
+    model = get_model(args.model, pretrained=args.checkpoint,
+                      device=args.device)
+    app = build_app(model, settings)
+    sock = bind(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    url_host = f'[{host}]' if ':' in host else host
+    server = uvicorn.Server(uvicorn.Config(app, log_level='warning'))
+    asyncio.run(serve(server, sock,
+                      f'Serving {model_name} at http://{url_host}:{port}'))
+
+
+if __name__ == '__main__':
+    main()
