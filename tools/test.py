@@ -1,7 +1,7 @@
 """Evaluate a LLaVA model on a test set with an mmengine Runner.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
-        [--blind] [--cfg-options key=value ...]
+        [--blind] [--resume] [--cfg-options key=value ...]
         [--launcher none|pytorch|slurm|mpi]
 
 CHECKPOINT is an mmllava checkpoint or a training work dir (its latest
@@ -10,6 +10,9 @@ and writes every answer to ``--out`` (default: in the work dir) in the
 benchmark's format: LLaVA's answer jsonl, or COCO caption results for
 captioning. The metrics are also saved beside it as json. ``--blind``
 answers with every image blanked: the language-prior baseline.
+
+Predictions are saved batch by batch in WORK_DIR/predictions (one file per
+process); ``--resume`` continues an interrupted run from them.
 """
 import argparse
 import json
@@ -20,7 +23,8 @@ from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
-import mmllava  # noqa: F401  (version fixes; registries)
+# Version fixes; loops, hooks and the safe checkpoint loader.
+import mmllava.engine  # noqa: F401
 from mmllava.utils.files import resolve_checkpoint
 from mmllava.utils.launch import (adapt_to_machine, add_runner_args,
                                   apply_runner_args, parse_runner_args)
@@ -38,6 +42,12 @@ def parse_args() -> argparse.Namespace:
         '--blind', action='store_true',
         help='replace every image by a blank one: a baseline of what the '
         'model answers from the text alone')
+    parser.add_argument(
+        '--resume', action='store_true',
+        help='reuse the predictions an interrupted run saved in '
+        'WORK_DIR/predictions and generate only the rest (the checkpoint, '
+        'data and number of processes must be the same); without it, '
+        'earlier predictions there are moved aside to *.previous')
     add_runner_args(parser, 'where logs and results go',
                     'test_dataloader.batch_size=1')
     return parse_runner_args(parser)
@@ -78,6 +88,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     evaluators = cfg.test_evaluator if isinstance(
         cfg.test_evaluator, list) else [cfg.test_evaluator]
     cfg.test_evaluator = [*evaluators, answer_writer(cfg, cfg.answer_file)]
+    cfg.test_cfg = dict(cfg.get('test_cfg') or {}, type='ResumableTestLoop',
+                        resume=args.resume)
     return adapt_to_machine(cfg)
 
 

@@ -9,7 +9,8 @@ import argparse
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-import mmllava  # noqa: F401  (version fixes; registries)
+# Version fixes; loops, hooks and the safe checkpoint loader.
+import mmllava.engine  # noqa: F401
 from mmllava.utils.launch import (adapt_to_machine, add_runner_args,
                                   apply_runner_args, parse_runner_args)
 

@@ -10,6 +10,7 @@ from mmengine.config import Config
 from mmengine.model import BaseModel
 from mmengine.runner import load_checkpoint
 
+import mmllava.engine  # noqa: F401  (the safe checkpoint loader)
 from mmllava.apis.model_index import find_model
 from mmllava.registry import MODELS
 from mmllava.utils.files import resolve_checkpoint

@@ -1,11 +1,17 @@
-"""Training loops and hooks; importing this module registers them."""
+"""Training and test loops, hooks, optimizer wrappers, the atomic checkpoint
+backend and the safe checkpoint loader; importing this module registers
+them."""
 from mmllava.engine.atomic_file_backend import AtomicLocalBackend
 from mmllava.engine.checkpoint_hook import AtomicCheckpointHook
+from mmllava.engine.checkpoint_loader import load_local_checkpoint
 from mmllava.engine.hooks import (NonFiniteLossHook, RNGStateHook,
                                   SampleAnswersHook)
 from mmllava.engine.loops import ResumableEpochBasedTrainLoop
+from mmllava.engine.optim_wrappers import (GuardedAmpOptimWrapper,
+                                           GuardedOptimWrapper)
 from mmllava.engine.resumable_test_loop import ResumableTestLoop
 
-__all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend', 'NonFiniteLossHook',
-           'RNGStateHook', 'ResumableEpochBasedTrainLoop',
-           'SampleAnswersHook']
+__all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend',
+           'GuardedAmpOptimWrapper', 'GuardedOptimWrapper',
+           'NonFiniteLossHook', 'RNGStateHook', 'ResumableEpochBasedTrainLoop',
+           'ResumableTestLoop', 'SampleAnswersHook', 'load_local_checkpoint']

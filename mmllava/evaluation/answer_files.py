@@ -61,12 +61,18 @@ class AnswerFileWriter(BaseMetric):
             metadata = {key: sample.get(key) for key in
                         ('gt_answer', 'gt_answers', 'category')
                         if sample.get(key) is not None}
+            question_id = sample.get('question_id', sample.get('sample_id'))
+            # Derived, not random: a rerun, a resumed run or one with more
+            # processes writes the same file. The prompt keeps apart the
+            # questions of benchmarks that repeat ids (MME, TextVQA).
+            answer_id = uuid.uuid5(
+                uuid.NAMESPACE_URL,
+                f'{self.model_id}/{question_id}/{sample.get("prompt")}').hex
             self.results.append(dict(
-                question_id=sample.get('question_id',
-                                       sample.get('sample_id')),
+                question_id=question_id,
                 prompt=sample.get('prompt'),
                 text=sample.get('pred_text'),
-                answer_id=uuid.uuid4().hex,
+                answer_id=answer_id,
                 model_id=self.model_id,
                 metadata=metadata))
 

@@ -6,6 +6,7 @@ import os.path as osp
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.utils import import_modules_from_strings
 
 from mmllava.utils.safe_load import (UNSAFE_PICKLE_FLAG,
                                      allow_unsafe_pickle_for_this_run)
@@ -56,6 +57,11 @@ def apply_runner_args(cfg: Config, args: argparse.Namespace) -> Config:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+        # mmengine imports a config file's custom_imports when it reads the
+        # file, not those that come from the command line.
+        if any(key.split('.')[0] == 'custom_imports'
+               for key in args.cfg_options):
+            import_modules_from_strings(**cfg.custom_imports)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:

@@ -1,7 +1,8 @@
 """Loading torch pickle files without running code from them.
 
 Every ``.pth`` / ``.bin`` that mmllava reads, and every local checkpoint
-mmengine's runner reads (``load_from``, ``--resume``), goes through
+mmengine's runner reads (``load_from``, ``--resume``; see
+``mmllava/engine/checkpoint_loader.py``), goes through
 :func:`load_torch_file`: ``torch.load(weights_only=True)``, which unpickles
 tensors, plain containers and the allow-listed mmengine and numpy types of
 ``mmllava/utils/compat.py`` only. A file that needs anything else could run
@@ -18,7 +19,6 @@ import warnings
 from typing import Any, Iterator, Optional
 
 import torch
-from mmengine.runner import CheckpointLoader
 
 #: Set to ``1`` to let files that need full unpickling load.
 ALLOW_UNSAFE_PICKLE_ENV = 'MMLLAVA_ALLOW_UNSAFE_PICKLE'
@@ -105,14 +105,3 @@ def _refused_global(error: pickle.UnpicklingError) -> str:
         if 'GLOBAL' in line or 'Unsupported' in line:
             return line.strip()
     return str(error).splitlines()[0]
-
-
-@CheckpointLoader.register_scheme(prefixes='', force=True)
-def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
-    """mmengine's loader for local paths (``load_from``, resume,
-    :func:`mmengine.runner.load_checkpoint`), through
-    :func:`load_torch_file`."""
-    filename = os.path.expanduser(filename)
-    if not os.path.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return load_torch_file(filename, map_location=map_location)

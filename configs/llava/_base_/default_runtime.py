@@ -5,10 +5,16 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     param_scheduler=dict(type='ParamSchedulerHook'),
     # Stage 1 saves the full resumable state too (the official code saves
-    # only the projector).
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000,
-                    max_keep_ckpts=2, save_last=True),
+    # only the projector). Written atomically, and the oldest is deleted
+    # only after `last_checkpoint` names the new one: a kill at any moment
+    # leaves a checkpoint that --resume loads.
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False,
+                    interval=1000, max_keep_ckpts=2, save_last=True,
+                    backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # RNG states in each checkpoint, restored on resume (bit-exact resume).
+    # A default hook, so that configs replacing custom_hooks keep it.
+    rng_state=dict(type='RNGStateHook'),
 )
 # A NaN or inf loss stops the run, naming the iteration and the samples. A
 # config that sets its own custom_hooks replaces this list: keep it there.

@@ -1,0 +1,25 @@
+"""mmengine's loader for local checkpoint files, replaced by one that
+refuses files needing arbitrary unpickling (:mod:`mmllava.utils.safe_load`).
+
+Registered on import of :mod:`mmllava.engine`, which the tools, the runner's
+mmllava loops and hooks, and ``get_model`` import. It lives here rather than
+in ``mmllava/__init__.py`` because importing ``mmengine.runner`` costs seconds
+that the data tools should not pay.
+"""
+import os
+from typing import Any
+
+from mmengine.runner import CheckpointLoader
+
+from mmllava.utils.safe_load import load_torch_file
+
+
+@CheckpointLoader.register_scheme(prefixes='', force=True)
+def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
+    """mmengine's loader for local paths (``load_from``, resume,
+    :func:`mmengine.runner.load_checkpoint`), through
+    :func:`load_torch_file`."""
+    filename = os.path.expanduser(filename)
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return load_torch_file(filename, map_location=map_location)
