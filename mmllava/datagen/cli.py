@@ -13,14 +13,17 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
 from mmllava.datagen.client import ChatClient
 
 
-def add_client_arguments(parser: argparse.ArgumentParser) -> None:
-    """The endpoint options. There is deliberately no option for the key:
-    command lines show up in process lists and shell histories."""
+def add_client_arguments(parser: argparse.ArgumentParser,
+                         required: bool = True) -> argparse._ArgumentGroup:
+    """The endpoint options, in a group returned for a tool's own
+    additions; ``required=False`` for a tool where the endpoint is one mode
+    of several. There is deliberately no option for the key: command lines
+    show up in process lists and shell histories."""
     group = parser.add_argument_group('endpoint (OpenAI-compatible)')
-    group.add_argument('--base-url', required=True,
+    group.add_argument('--base-url', required=required,
                        help='API root, e.g. https://api.openai.com/v1 or '
                        'http://127.0.0.1:8000/v1')
-    group.add_argument('--model', required=True, help='model name')
+    group.add_argument('--model', required=required, help='model name')
     group.add_argument('--api-key-env', default='OPENAI_API_KEY',
                        help='environment variable holding the API key '
                        '(default: %(default)s); unset sends no key')
@@ -37,6 +40,7 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
                        help="sampling temperature (default: the endpoint's)")
     group.add_argument('--max-tokens', type=int,
                        help='longest reply; a reply cut there is rejected')
+    return group
 
 
 def build_client(args: argparse.Namespace) -> ChatClient:

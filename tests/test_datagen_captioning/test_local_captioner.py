@@ -1,0 +1,106 @@
+"""The local-model path: a small random captioner (``model_workspace``,
+tests/conftest.py) captions photos in batches exactly as it captions them one
+at a time, through the tool as through the library."""
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mmllava.apis import get_model, inference_model
+from mmllava.datagen.captioning import (LOCAL_PROMPT, caption_with_model,
+                                        draw_instruction, list_images)
+from mmllava.datagen.output import AppendOnlyJsonl
+
+REPO = Path(__file__).resolve().parents[2]
+TOOL = REPO / 'tools/data/caption_images.py'
+PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket')
+#: Short captions keep generation fast.
+MAX_NEW_TOKENS = 6
+
+
+@pytest.fixture(scope='module', autouse=True)
+def in_workspace(model_workspace):
+    """Run in the workspace: the configs name their weights (and the test
+    pipeline its image processor) relative to the working directory."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(model_workspace)
+        yield model_workspace
+
+
+@pytest.fixture(scope='module')
+def photo_folder(model_workspace, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp('photos')
+    for name in PHOTOS:
+        shutil.copy(model_workspace / f'{name}.png', folder / f'{name}.png')
+    (folder / 'broken.png').write_bytes(b'')
+    return folder
+
+
+@pytest.fixture(scope='module')
+def captioner():
+    return get_model('llava-tiny_demo_caption', pretrained='ft.pth',
+                     device='cpu')
+
+
+@pytest.fixture(scope='module')
+def alone(captioner, photo_folder) -> dict:
+    """Each photo's greedy caption, asked alone (the reference)."""
+    return {f'{name}.png': inference_model(
+        captioner, str(photo_folder / f'{name}.png'), LOCAL_PROMPT,
+        max_new_tokens=MAX_NEW_TOKENS)['pred_caption'].strip()
+        for name in PHOTOS}
+
+
+def test_batches_caption_as_one_at_a_time(captioner, photo_folder, alone,
+                                          tmp_path):
+    assert len(set(alone.values())) > 1  # the photos are told apart
+    folder, entries = list_images(str(photo_folder))
+    failures, done = [], []
+    with AppendOnlyJsonl(str(tmp_path / 'out.jsonl')) as writer:
+        summary = caption_with_model(
+            entries, captioner, writer, batch_size=3, seed=2,
+            generation_kwargs=dict(max_new_tokens=MAX_NEW_TOKENS),
+            on_done=lambda: done.append(1), on_failure=failures.append)
+        records = writer.records
+    # broken.png sorts first; the four photos make a batch of 3 and one of 1.
+    assert summary.batches == 2 and summary.written == 4
+    assert len(done) == 5
+    assert [(f.image, f.code) for f in failures] == [('broken.png',
+                                                      'not_an_image')]
+    assert {r['id']: r['conversations'][1]['value']
+            for r in records} == alone
+    for record in records:
+        assert record['conversations'][0]['value'] == \
+            '<image>\n' + draw_instruction(record['image'], 2)
+
+
+def test_a_vqa_config_is_refused(tmp_path):
+    model = get_model('llava-tiny_demo_vqa', device='cpu')
+    with AppendOnlyJsonl(str(tmp_path / 'out.jsonl')) as writer, \
+            pytest.raises(ValueError, match="task 'vqa'"):
+        caption_with_model([], model, writer)
+
+
+def test_the_tool_captions_with_a_local_model(photo_folder, alone, tmp_path,
+                                              capsys):
+    spec = importlib.util.spec_from_file_location('caption_images', TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    listing = tmp_path / 'list.txt'
+    listing.write_text('coffee.png\nastronaut.png\nrocket.png\n')
+    out = tmp_path / 'captions.jsonl'
+    status = tool.main([
+        str(listing), '--image-folder', str(photo_folder), '--out', str(out),
+        '--local-model', 'llava-tiny_demo_caption', '--checkpoint', 'ft.pth',
+        '--device', 'cpu', '--batch-size', '2', '--max-tokens',
+        str(MAX_NEW_TOKENS), '--no-progress'])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    assert '3 written, 0 done before, 0 failed' in printed
+    assert '2 batches' in printed
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r['image']: r['conversations'][1]['value'] for r in records} \
+        == {name: alone[name] for name in ('astronaut.png', 'coffee.png',
+                                           'rocket.png')}
