@@ -40,6 +40,10 @@ def add_client_arguments(parser: argparse.ArgumentParser,
                        help="sampling temperature (default: the endpoint's)")
     group.add_argument('--max-tokens', type=int,
                        help='longest reply; a reply cut there is rejected')
+    group.add_argument('--no-system-role', action='store_true',
+                       help='put the instructions at the top of the first '
+                       'user turn, for endpoints that refuse system '
+                       'messages (tools/serve.py)')
     return group
 
 

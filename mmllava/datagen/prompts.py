@@ -155,8 +155,15 @@ def build_messages(kind: str, context: str,
         turns.append(dict(role='user', content=example.context))
         turns.append(dict(role='assistant', content=example.response))
     turns.append(dict(role='user', content=context))
+    return with_instructions(SYSTEM_PROMPTS[kind], turns, system_role)
+
+
+def with_instructions(instructions: str, turns: list[dict],
+                      system_role: bool = True) -> list[dict]:
+    """``turns`` led by ``instructions``: as a system message, or (for
+    endpoints that refuse system messages, such as ``tools/serve.py``) at
+    the top of the first user turn."""
     if system_role:
-        return [dict(role='system', content=SYSTEM_PROMPTS[kind])] + turns
-    turns[0] = dict(role='user',
-                    content=f'{SYSTEM_PROMPTS[kind]}\n\n{turns[0]["content"]}')
-    return turns
+        return [dict(role='system', content=instructions)] + turns
+    first = dict(turns[0], content=f'{instructions}\n\n{turns[0]["content"]}')
+    return [first] + turns[1:]

@@ -21,6 +21,7 @@ from mmllava.datagen.client import ChatClient
 from mmllava.datagen.output import AppendOnlyJsonl
 from mmllava.datagen.parsing import ParseError
 from mmllava.datagen.pool import run_pool
+from mmllava.datagen.prompts import with_instructions
 from mmllava.datagen.runner import Failure, ask_parsed
 from mmllava.datasets.records import read_json_lines
 
@@ -109,15 +110,17 @@ def _answers(path: str, what: str) -> dict[str, str]:
     return answers
 
 
-def build_judge_messages(item: ReviewItem) -> list[dict]:
-    """The judge's request for one question."""
+def build_judge_messages(item: ReviewItem,
+                         system_role: bool = True) -> list[dict]:
+    """The judge's request for one question; ``system_role`` as in
+    :func:`~mmllava.datagen.prompts.with_instructions`."""
     user = (f'[Image information]\n{item.context}\n\n'
             f'[Question]\n{item.question}\n\n'
             f'[Assistant 1]\n{item.reference}\n[End of Assistant 1]\n\n'
             f'[Assistant 2]\n{item.answer}\n[End of Assistant 2]\n\n'
             f'[Task]\n{JUDGE_TASK}')
-    return [dict(role='system', content=JUDGE_SYSTEM_PROMPT),
-            dict(role='user', content=user)]
+    return with_instructions(JUDGE_SYSTEM_PROMPT,
+                             [dict(role='user', content=user)], system_role)
 
 
 def parse_scores(text: str) -> tuple[float, float]:
@@ -143,11 +146,12 @@ async def review_answers(
         parse_retries: int = 2,
         request_params: Optional[dict] = None,
         on_done: Optional[Callable[[], None]] = None,
-        on_failure: Optional[Callable[[Failure], None]] = None
-) -> list[Failure]:
+        on_failure: Optional[Callable[[Failure], None]] = None,
+        system_role: bool = True) -> list[Failure]:
     """Judge each question ``writer`` (keyed by ``question_id``) does not
     hold yet; a review is ``{"question_id", "category", "reference_score",
-    "model_score", "review"}``. Returns the questions left unjudged."""
+    "model_score", "review"}``. Returns the questions left unjudged.
+    ``system_role=False`` puts the judge's instructions in the user turn."""
     done = writer.done
     failures = []
 
@@ -160,7 +164,7 @@ async def review_answers(
             return parse_scores(text)
 
         scores, reason = await ask_parsed(
-            client, build_judge_messages(item), label, parse,
+            client, build_judge_messages(item, system_role), label, parse,
             parse_retries, request_params)
         if scores is None:
             failures.append(Failure(item.question_id, item.category, reason))

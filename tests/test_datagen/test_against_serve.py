@@ -79,3 +79,79 @@ def test_nonsense_replies_are_all_reported(served_demo_model, make_contexts,
     # Answered (not refused): what failed is the replies.
     for failure in failures:
         assert 'the reply ' in failure['reason'], failure['reason']
+
+
+def load_tool(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_caption_images_through_the_served_model(served_demo_model,
+                                                 model_workspace, tmp_path,
+                                                 capsys):
+    """Real photos go to the server as data URLs; the model's captions are
+    nonsense but text, so each photo ends up written or reported, once."""
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    for name in ('astronaut', 'coffee', 'chelsea'):
+        (photos / f'{name}.png').write_bytes(
+            (model_workspace / f'{name}.png').read_bytes())
+    out = tmp_path / 'captions.jsonl'
+    tool = load_tool(REPO / 'tools/data/caption_images.py', 'caption_images')
+    status = tool.main([
+        str(photos), '--out', str(out), '--base-url', served_demo_model,
+        '--model', MODEL_NAME, '--max-tokens', '12', '--concurrency', '3',
+        '--no-progress'])
+    printed = capsys.readouterr()
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    failures_file = tmp_path / 'captions.failures.jsonl'
+    failures = [json.loads(line) for line in failures_file.read_text(
+    ).splitlines()] if failures_file.exists() else []
+    done = sorted([record['image'] for record in records]
+                  + [Path(failure['path']).name for failure in failures])
+    assert done == ['astronaut.png', 'chelsea.png', 'coffee.png'], printed
+    assert status == (1 if failures else 0)
+    # The server answered every request: nothing failed at the HTTP level.
+    assert all(failure['code'] != 'request_failed' for failure in failures)
+    for record in records:
+        assert record['conversations'][1]['value'].strip()
+
+
+def test_gpt_review_with_the_served_model_as_judge(served_demo_model,
+                                                   tmp_path, capsys):
+    """A judge whose replies hold no scores: every question is reported,
+    no review is kept."""
+    def jsonl(name, rows):
+        path = tmp_path / name
+        path.write_text(''.join(json.dumps(row) + '\n' for row in rows))
+        return str(path)
+
+    ids = ['q1', 'q2']
+    tool = load_tool(REPO / 'tools/eval/gpt_review.py', 'gpt_review')
+    out = tmp_path / 'reviews.jsonl'
+    args = tool.parse_args([
+        '--questions', jsonl('questions.jsonl', [dict(
+            question_id=qid, image=f'{qid}.jpg', category='conv',
+            text='What is it?') for qid in ids]),
+        '--contexts', jsonl('context.jsonl', [dict(
+            image=f'{qid}.jpg', caption=['A cup.'], instances=[])
+            for qid in ids]),
+        '--references', jsonl('reference.jsonl', [dict(
+            question_id=qid, text='A cup.') for qid in ids]),
+        '--answers', jsonl('answers.jsonl', [dict(
+            question_id=qid, text='A mug.') for qid in ids]),
+        '--output', str(out), '--base-url', served_demo_model,
+        '--model', MODEL_NAME, '--max-tokens', '12', '--parse-retries', '0',
+        '--no-progress', '--no-system-role'])
+    assert asyncio.run(tool.run(args)) == 1
+    printed = capsys.readouterr()
+    assert out.read_text() == ''
+    failures = [line for line in printed.err.splitlines()
+                if line.startswith('failed: ')]
+    assert len(failures) == len(ids), printed.err
+    for qid, failure in zip(ids, sorted(failures)):
+        assert qid in failure
+        # Answered (not refused): what failed is the judge's reply.
+        assert 'HTTP ' not in failure and 'does not parse' in failure, failure

@@ -68,10 +68,6 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument('--parse-retries', type=int, default=2,
                         help='new requests after a reply that does not parse '
                         '(default: %(default)s)')
-    parser.add_argument('--no-system-role', action='store_true',
-                        help='put the instructions at the top of the first '
-                        'user turn, for endpoints that refuse system '
-                        'messages (tools/serve.py)')
     parser.add_argument('--limit', type=int,
                         help='only the first N images')
     parser.add_argument('--no-progress', action='store_true',

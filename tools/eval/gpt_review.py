@@ -80,7 +80,7 @@ async def run(args: argparse.Namespace) -> int:
             failures = await review_answers(
                 items, client, writer, parse_retries=args.parse_retries,
                 request_params=request_params(args), on_done=advance,
-                on_failure=report)
+                on_failure=report, system_role=not args.no_system_role)
     except ChatError as error:
         print(f'error: the endpoint refused the run: {error}',
               file=sys.stderr)
