@@ -12,6 +12,8 @@ from torch import nn
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import cut_at_stop, get_template
+from mmllava.models.packing import (check_packing_cfg, pack_batch,
+                                    use_packed_attention)
 from mmllava.models.projectors import build_projector
 from mmllava.models.tokenizer import build_tokenizer
 from mmllava.registry import MODELS
@@ -94,6 +96,12 @@ def splice_image_features(
     return inputs_embeds, new_mask, new_labels
 
 
+def sample_ids(data_samples: Optional[list]) -> Optional[list]:
+    """Each sample's ``sample_id``, for errors."""
+    return [sample.metainfo.get('sample_id') for sample in data_samples] \
+        if data_samples else None
+
+
 def load_projector_state(path: str) -> dict:
     """Read projector weights from a stage-1 result.
 
@@ -147,6 +155,12 @@ class LLaVA(BaseModel):
             load (see :func:`load_projector_state`).
         generation_cfg (dict): Passed to ``generate`` in predict mode.
             Defaults to greedy decoding of up to 128 tokens.
+        packing (dict, optional): ``dict(max_length=N)`` packs the samples
+            of each loss batch, after the image features are spliced in,
+            into rows of at most ``N`` tokens, each sample attending only to
+            itself (see docs/packing.md). Sets the LLM's attention to
+            ``'sdpa_packed'`` unless it uses flash attention. Defaults to
+            None (off).
         data_preprocessor (dict, optional): Defaults to
             ``LLaVADataPreprocessor``.
         init_cfg (dict, optional): mmengine init config.
@@ -163,6 +177,7 @@ class LLaVA(BaseModel):
                  projector_pretrained: Optional[str] = None,
                  generation_cfg: dict = dict(
                      max_new_tokens=128, do_sample=False),
+                 packing: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         # Built from mmllava's registry: BaseModel would look the type up in
@@ -185,6 +200,9 @@ class LLaVA(BaseModel):
                 load_projector_state(projector_pretrained))
         self.template = get_template(template)
         self.generation_cfg = dict(generation_cfg)
+        self.packing_max_length = check_packing_cfg(packing)
+        if self.packing_max_length is not None:
+            use_packed_attention(self.llm)
         if freeze_vision_encoder:
             self.vision_encoder.freeze()
         elif self.vision_encoder.trainable_from_layer is not None:
@@ -230,11 +248,10 @@ class LLaVA(BaseModel):
         features_per_sample = [[] for _ in num_images] \
             if pixel_values is None \
             else self.encode_images(pixel_values).split(list(num_images))
-        names = [sample.metainfo.get('sample_id') for sample in data_samples] \
-            if data_samples else None
         return splice_image_features(
             input_ids, attention_mask, labels, features_per_sample,
-            self.llm.get_input_embeddings(), padding_side, names)
+            self.llm.get_input_embeddings(), padding_side,
+            sample_ids(data_samples))
 
     def forward(self,
                 input_ids: torch.Tensor,
@@ -280,16 +297,25 @@ class LLaVA(BaseModel):
         embeds, mask, labels = self._embed_inputs(
             input_ids, attention_mask, labels, pixel_values, num_images,
             data_samples, 'right')
-        # use_cache=False: with the cache on, transformers 5 Llama ignores
-        # explicit position ids (see docs/design.md).
-        hidden = self.llm.get_decoder()(
-            inputs_embeds=embeds, attention_mask=mask,
-            use_cache=False).last_hidden_state
-        # Position t predicts label t + 1.
-        targets = labels[:, 1:]
+        if self.packing_max_length is not None:
+            packed = pack_batch(embeds, mask, labels, self.packing_max_length,
+                                sample_ids(data_samples))
+            # (R, L_row, C); targets are already shifted per sample.
+            hidden = self.llm.get_decoder()(
+                **packed.llm_kwargs()).last_hidden_state
+            targets = packed.targets
+        else:
+            # use_cache=False: with the cache on, transformers 5 Llama
+            # ignores explicit position ids (see docs/design.md).
+            hidden = self.llm.get_decoder()(
+                inputs_embeds=embeds, attention_mask=mask,
+                use_cache=False).last_hidden_state
+            # Position t predicts label t + 1.
+            hidden, targets = hidden[:, :-1], labels[:, 1:]
         supervised = targets != IGNORE_INDEX
-        # (B, L'-1, C) -> (N_supervised, C) -> (N_supervised, V)
-        logits = self.llm.get_output_embeddings()(hidden[:, :-1][supervised])
+        # (B, L'-1, C) or (R, L_row, C) -> (N_supervised, C)
+        #   -> (N_supervised, V)
+        logits = self.llm.get_output_embeddings()(hidden[supervised])
         num_tokens = int(supervised.sum())
         loss = F.cross_entropy(logits.float(), targets[supervised],
                                reduction='sum') / max(num_tokens, 1)
