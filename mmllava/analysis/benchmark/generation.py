@@ -1,0 +1,99 @@
+"""Greedy generation, both models, the same prompts: new tokens per second
+at batch 1 and batch 8, and whether the answers agree."""
+import time
+from typing import Sequence
+
+import torch
+
+from mmllava.analysis.benchmark.batches import (Sample, baseline_batch,
+                                                mmllava_batch)
+from mmllava.analysis.benchmark.sizes import Sizes
+from mmllava.analysis.benchmark.training import synchronize
+from mmllava.constants import IGNORE_INDEX
+from mmllava.conversation import (build_generation_prompt, cut_at_stop,
+                                  get_template)
+
+
+def prompt_samples(records: Sequence[dict], samples: Sequence[Sample],
+                   tokenizer, count: int) -> list[Sample]:
+    """The first question of the first ``count`` samples with an image, as
+    vicuna_v1 generation prompts with the samples' processed images.
+
+    Args:
+        records (Sequence[dict]): The datasets' data infos, in the order of
+            ``samples``.
+    """
+    template = get_template('vicuna_v1')
+    prompts = []
+    for record, sample in zip(records, samples):
+        if not sample.num_images:
+            continue
+        input_ids = torch.tensor(build_generation_prompt(
+            record['conversations'][:1], template, tokenizer, True,
+            record['sample_id']))
+        prompts.append(Sample(sample.sample_id, input_ids,
+                              torch.full_like(input_ids, IGNORE_INDEX),
+                              sample.pixel_values, sample.modality_length))
+        if len(prompts) == count:
+            break
+    return prompts
+
+
+def mmllava_generate(model, prompts: Sequence[Sample],
+                     new_tokens: int) -> list[str]:
+    batch = mmllava_batch(model, prompts)
+    batch.pop('labels')
+    return model.generate_answers(
+        **batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+
+
+def baseline_generate(model, prompts: Sequence[Sample], sizes: Sizes,
+                      tokenizer, device: str) -> list[str]:
+    """transformers' Llava, prompts left-padded as its generate expects;
+    the answers decoded and cut at the template's stop as mmllava does."""
+    batch = baseline_batch(prompts, sizes.num_image_tokens, device,
+                           padding_side='left')
+    batch.pop('labels')
+    generated = model.generate(
+        **batch, max_new_tokens=sizes.new_tokens,
+        min_new_tokens=sizes.new_tokens, do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id)
+    texts = tokenizer.batch_decode(generated[:, batch['input_ids'].shape[1]:],
+                                   skip_special_tokens=True)
+    stop = get_template('vicuna_v1').stop
+    return [cut_at_stop(text, stop) for text in texts]
+
+
+@torch.no_grad()
+def benchmark_generation(mmllava_model, baseline_model,
+                         prompts: Sequence[Sample], sizes: Sizes, tokenizer,
+                         device: str) -> dict:
+    """Batch 1 (each prompt alone) and batch ``len(prompts)``, the two
+    models interleaved ``sizes.generation_rounds`` times."""
+    calls = {
+        'mmllava': lambda batch: mmllava_generate(mmllava_model, batch,
+                                                  sizes.new_tokens),
+        'baseline': lambda batch: baseline_generate(
+            baseline_model, batch, sizes, tokenizer, device),
+    }
+    layouts = {1: [[prompt] for prompt in prompts], len(prompts): [prompts]}
+    seconds = {(side, size): 0.0 for side in calls for size in layouts}
+    answers = {}
+    for _ in range(sizes.generation_rounds):
+        for size, batches in layouts.items():
+            for side, call in calls.items():
+                synchronize(device)
+                start = time.perf_counter()
+                texts = [text for batch in batches for text in call(batch)]
+                synchronize(device)
+                seconds[side, size] += time.perf_counter() - start
+                answers[side, size] = texts
+    new_tokens = len(prompts) * sizes.new_tokens * sizes.generation_rounds
+    reference = answers['mmllava', 1]
+    return dict(
+        tokens_per_s={f'{side}_batch{size}': new_tokens / value
+                      for (side, size), value in seconds.items()},
+        outputs_equal=all(texts == reference for texts in answers.values()),
+        answers={f'{side}_batch{size}': texts
+                 for (side, size), texts in answers.items()})

@@ -1,0 +1,101 @@
+"""``tools/analysis/benchmark.py --quick``: every figure, ratios that follow
+from the figures, and the equality checks that make the comparison valid."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TOOL = Path(__file__).parents[2] / 'tools/analysis/benchmark.py'
+BEST = 'mmllava_packed'
+TRAIN_FIGURES = ('train samples/s', 'train supervised tokens/s',
+                 'train padding fraction', 'train peak memory (MB)',
+                 'train final loss', 'train MFU (%)')
+OTHER_FIGURES = ('generate new tokens/s, batch 1',
+                 'generate new tokens/s, batch 8', 'data path samples/s')
+
+
+@pytest.fixture(scope='module')
+def quick_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('benchmark')
+    out = folder / 'results.json'
+    result = subprocess.run(
+        [sys.executable, str(TOOL), '--quick', '--threads', '1', '--out',
+         str(out), '--work-dir', str(folder / 'work')],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(out.read_text()), result.stdout
+
+
+@pytest.mark.slow
+def test_table_has_every_figure(quick_run):
+    results, stdout = quick_run
+    figures = {item['figure'] for item in results['rows']}
+    expected = {f'{figure} [{BEST}]' for figure in TRAIN_FIGURES}
+    expected |= {f'{figure} [{name}]'
+                 for name in ('mmllava_grouped', 'mmllava_random')
+                 for figure in TRAIN_FIGURES[:3]}
+    expected |= set(OTHER_FIGURES)
+    assert figures == expected
+    for figure in figures:
+        assert f'| {figure} |' in stdout
+    for item in results['rows']:
+        assert math.isfinite(item['mmllava']) and item['mmllava'] >= 0
+        assert item['baseline_best'] > 0
+        # Generation and the data path have one baseline setting.
+        assert (item['baseline_random'] is None) == (
+            item['figure'] in OTHER_FIGURES)
+
+
+@pytest.mark.slow
+def test_ratios_follow_from_the_figures(quick_run):
+    results, _ = quick_run
+    for item in results['rows']:
+        for column, ratio in (('baseline_random', 'ratio_random'),
+                              ('baseline_best', 'ratio_best')):
+            if item[column] is None:
+                assert item[ratio] is None
+            else:
+                assert item[ratio] == pytest.approx(
+                    item['mmllava'] / item[column])
+    train = results['training']
+    rows = {item['figure']: item for item in results['rows']}
+    throughput = rows[f'train supervised tokens/s [{BEST}]']
+    assert throughput['mmllava'] == pytest.approx(
+        train[BEST]['supervised_tokens_per_s'])
+    assert throughput['baseline_best'] == pytest.approx(
+        train['baseline_best']['supervised_tokens_per_s'])
+    # Every setting trains on the same samples, so the same FLOPs: MFU
+    # follows throughput.
+    assert rows[f'train MFU (%) [{BEST}]']['ratio_random'] == pytest.approx(
+        rows[f'train samples/s [{BEST}]']['ratio_random'])
+    # Packing leaves (almost) no padding; random batches leave plenty.
+    assert train[BEST]['padding_fraction'] < 0.05 < \
+        train['baseline_random']['padding_fraction']
+
+
+@pytest.mark.slow
+def test_equality_checks_ran_and_passed(quick_run):
+    results, stdout = quick_run
+    checks = results['checks']
+    assert checks['logits']['equal']
+    assert checks['logits']['max_difference'] <= checks['logits']['atol']
+    pairs = [name for name in checks if ' vs ' in name]
+    assert sorted(pairs) == sorted([
+        f'{BEST} vs baseline_random', 'mmllava_random vs baseline_random',
+        'mmllava_grouped vs baseline_best'])
+    for name in pairs:
+        assert checks[name]['equal'], checks[name]
+        ours, theirs = checks[name]['final_loss']
+        assert ours == pytest.approx(theirs, abs=1e-3)
+    # Losses of two epochs were compared, step by step.
+    epochs = results['training'][BEST]['step_losses']
+    assert len(epochs) == 2 and all(len(steps) == 3 for steps in epochs)
+    assert checks['generation']['equal']
+    answers = results['generation']['answers']
+    assert len(set(map(tuple, answers.values()))) == 1
+    assert checks['data_path']['equal']
+    assert checks['data_path']['records'] == results['setup']['samples']
+    assert 'checks: logits ok' in stdout and 'FAILED' not in stdout

@@ -1,0 +1,250 @@
+"""mmllava against transformers' LlavaForConditionalGeneration, side by side.
+
+    python tools/analysis/benchmark.py [--quick] [--device cuda] [--out F]
+
+Builds one random LLaVA (a CLIP ViT 6 x 384 at 224 px / 14, 256 image
+tokens; a Llama 8 x 512, vocabulary 32001; about 70M parameters) twice, in
+mmllava and in transformers, with the same weights, and checks that their
+logits agree before timing anything. On a seeded LLaVA-like training set
+written to disk (captions, conversations, text-only samples; real photos and
+the real LLaMA tokenizer) it measures, in this one run:
+
+- training (AdamW, the same samples per step and steps per epoch for every
+  setting, epochs interleaved): samples/s, supervised tokens/s, padding,
+  peak memory (each setting in a fresh process), final loss, MFU; mmllava's
+  best setting and its random and length-grouped batches against the
+  baseline with random batches and at its best (modality length grouping);
+  the losses of settings fed the same batches must agree;
+- greedy generation: new tokens/s at batch 1 and 8, answers equal;
+- the data path, json record to collated batch, against the official
+  preprocessing written per sample; outputs equal.
+
+See docs/benchmark.md for what each figure means.
+"""
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mmllava.analysis.benchmark.batches import (baseline_batch,
+                                                build_datasets, load_samples,
+                                                mmllava_batch)
+from mmllava.analysis.benchmark.data_path import (benchmark_data_path,
+                                                  official_datasets,
+                                                  outputs_agree)
+from mmllava.analysis.benchmark.flops import epoch_flops, gemm_peak
+from mmllava.analysis.benchmark.generation import (benchmark_generation,
+                                                   prompt_samples)
+from mmllava.analysis.benchmark.memory import (WEIGHTS_FILE, peak_memories,
+                                               write_inputs)
+from mmllava.analysis.benchmark.models import (build_baseline, build_mmllava,
+                                               save_weights, widen_lm_head)
+from mmllava.analysis.benchmark.report import (format_table, row, save,
+                                               training_rows)
+from mmllava.analysis.benchmark.sizes import get_sizes
+from mmllava.analysis.benchmark.synthetic_data import write_dataset
+from mmllava.analysis.benchmark.training import (Setting, build_run,
+                                                 summarize, train_interleaved)
+from mmllava.demo.tokenizer import write_llama_tokenizer
+from mmllava.models.tokenizer import build_tokenizer
+
+#: mmllava's best setting (packed) and the unpacked ones that show where its
+#: gain comes from; the baseline at random batches and at its best.
+BEST, UNPACKED = 'mmllava_packed', ['mmllava_grouped', 'mmllava_random']
+#: Settings fed the same batches: their losses must agree.
+SAME_BATCHES = (('mmllava_packed', 'baseline_random'),
+                ('mmllava_random', 'baseline_random'),
+                ('mmllava_grouped', 'baseline_best'))
+#: Where fp32 results of the two implementations count as equal.
+LOGITS_ATOL, LOSS_ATOL = 1e-3, 1e-3
+#: Memory is measured for the table's three columns.
+MEMORY_SETTINGS = (BEST, 'baseline_random', 'baseline_best')
+
+
+def training_settings(packing_max_length: int) -> list[Setting]:
+    return [
+        Setting(BEST, 'mmllava', 'random', packing_max_length),
+        Setting('mmllava_grouped', 'mmllava', 'grouped'),
+        Setting('mmllava_random', 'mmllava', 'random'),
+        Setting('baseline_random', 'baseline', 'random'),
+        # The official trainer's group_by_modality_length.
+        Setting('baseline_best', 'baseline', 'grouped'),
+    ]
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--quick', action='store_true',
+                        help='tiny sizes, a few steps (a smoke run)')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--work-dir', help='where the data, weights and '
+                        'inputs of the measuring processes go (default: a '
+                        'temporary folder)')
+    parser.add_argument('--out', help='save the results as json')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--num-samples', type=int,
+                        help='training samples per epoch')
+    parser.add_argument('--epochs', type=int)
+    parser.add_argument('--batch-size', type=int)
+    parser.add_argument('--threads', type=int,
+                        help="torch threads (default: torch's choice)")
+    return parser.parse_args()
+
+
+STARTED = time.time()
+
+
+def log(message: str) -> None:
+    print(f'[{time.time() - STARTED:4.0f} s] {message}', flush=True)
+
+
+def check_logits(mmllava_model, baseline_model, samples, sizes,
+                 device) -> float:
+    """Largest logit difference on the shortest image sample and the
+    shortest text-only one (every real position)."""
+    picked = [min((s for s in samples if bool(s.num_images) == image),
+                  key=lambda s: len(s.input_ids), default=None)
+              for image in (True, False)]
+    picked = [s for s in picked if s is not None]
+    with torch.no_grad():
+        batch = mmllava_batch(mmllava_model, picked)
+        ours = mmllava_model(**batch, mode='tensor')
+        inputs = baseline_batch(picked, sizes.num_image_tokens, device)
+        inputs.pop('labels')
+        theirs = baseline_model(**inputs).logits
+    real = inputs['attention_mask'].bool()
+    return float((ours[real] - theirs[real]).abs().max())
+
+
+def loss_checks(train: dict) -> dict:
+    checks = {}
+    for ours, theirs in SAME_BATCHES:
+        steps = [abs(a - b) for epoch_a, epoch_b in zip(
+            train[ours]['step_losses'], train[theirs]['step_losses'])
+                 for a, b in zip(epoch_a, epoch_b)]
+        checks[f'{ours} vs {theirs}'] = dict(
+            max_step_difference=max(steps),
+            final_loss=[train[ours]['final_loss'],
+                        train[theirs]['final_loss']],
+            equal=max(steps) <= LOSS_ATOL)
+    return checks
+
+
+def measure_training(args, sizes, work_dir, tokenizer_dir, samples,
+                     weights) -> tuple[dict, dict]:
+    """Logits check, interleaved training, memory, MFU."""
+    settings = training_settings(sizes.packing_max_length)
+    write_inputs(work_dir, sizes, tokenizer_dir, args.seed, settings,
+                 args.device, samples)
+    runs = [build_run(setting, sizes, tokenizer_dir, weights, args.device)
+            for setting in settings]
+    by_name = {run.setting.name: run for run in runs}
+    difference = check_logits(
+        by_name['mmllava_random'].model, by_name['baseline_random'].model,
+        samples, sizes, args.device)
+    if difference > LOGITS_ATOL:
+        sys.exit(f'The two models disagree (logits differ by up to '
+                 f'{difference:.2e}): the comparison would be void.')
+    log(f'logits agree (largest difference {difference:.1e})')
+    peak = gemm_peak(sizes.gemm_size, args.device)
+    train_interleaved(runs, samples, sizes, args.seed, args.device, log)
+    peak = max(peak, gemm_peak(sizes.gemm_size, args.device))
+    flops = epoch_flops(samples, sizes) * sizes.epochs
+    train = {run.setting.name: summarize(run) for run in runs}
+    for result in train.values():
+        result['mfu_percent'] = 100 * flops / result['seconds'] / peak
+    del runs, by_name
+    for name, peak_bytes in peak_memories(work_dir,
+                                          list(MEMORY_SETTINGS)).items():
+        train[name]['peak_memory_mb'] = peak_bytes / 1e6
+        log(f'{name}: peak memory {peak_bytes / 1e6:.0f} MB')
+    facts = dict(gemm_peak_flops=peak, epoch_flops=flops / sizes.epochs,
+                 logits=dict(max_difference=difference, atol=LOGITS_ATOL,
+                             equal=True),
+                 losses=loss_checks(train))
+    return train, facts
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = get_sizes(args.quick, num_samples=args.num_samples,
+                      epochs=args.epochs, batch_size=args.batch_size)
+    temporary = None if args.work_dir else tempfile.TemporaryDirectory()
+    work_dir = args.work_dir or temporary.name
+    started = time.time()
+    tokenizer_dir = write_llama_tokenizer(str(Path(work_dir, 'tokenizer')))
+    tokenizer = build_tokenizer(dict(type='PretrainedTokenizer',
+                                     pretrained=tokenizer_dir))
+    paths = write_dataset(str(Path(work_dir, 'data')), sizes, tokenizer,
+                          args.seed)
+    datasets = build_datasets(sizes, tokenizer, paths)
+    samples = load_samples(datasets)
+    log('data written and tokenized')
+    torch.manual_seed(args.seed)
+    reference = build_mmllava(sizes, tokenizer_dir)
+    weights = reference.state_dict()
+    num_params = sum(p.numel() for p in reference.parameters())
+    save_weights(reference, str(Path(work_dir, WEIGHTS_FILE)))
+    log(f'{num_params / 1e6:.1f}M parameters, {len(samples)} samples, '
+        f'{sizes.epochs} epochs of {len(samples) // sizes.batch_size} steps '
+        f'(batch {sizes.batch_size}), {torch.get_num_threads()} threads, '
+        f'{args.device}')
+    train, facts = measure_training(args, sizes, work_dir, tokenizer_dir,
+                                    samples, weights)
+
+    records = [dataset.get_data_info(index) for dataset in datasets
+               for index in range(len(dataset))]
+    generator = build_mmllava(sizes, tokenizer_dir, weights)
+    widen_lm_head(generator, args.seed)
+    generator_baseline = build_baseline(sizes, generator.state_dict())
+    generation = benchmark_generation(
+        generator.to(args.device).eval(),
+        generator_baseline.to(args.device).eval(),
+        prompt_samples(records, samples, tokenizer, 8), sizes, tokenizer,
+        args.device)
+    log('generation measured')
+    official = official_datasets(sizes, tokenizer, paths)
+    agreement = outputs_agree(datasets, official)
+    data_path = benchmark_data_path(sizes, datasets, official, tokenizer)
+
+    rates = generation['tokens_per_s']
+    rows = training_rows(train, BEST, UNPACKED) + [
+        row('generate new tokens/s, batch 1', rates['mmllava_batch1'], None,
+            rates['baseline_batch1']),
+        row('generate new tokens/s, batch 8', rates['mmllava_batch8'], None,
+            rates['baseline_batch8']),
+        row('data path samples/s', data_path['mmllava'], None,
+            data_path['official']),
+    ]
+    checks = dict(
+        logits=facts.pop('logits'), **facts.pop('losses'),
+        generation=dict(equal=generation['outputs_equal']),
+        data_path=dict(agreement,
+                       equal=agreement['equal'] == agreement['records']))
+    results = dict(
+        setup=dict(sizes=sizes.to_dict(), parameters=num_params,
+                   samples=len(samples), device=args.device,
+                   threads=torch.get_num_threads(), seed=args.seed,
+                   seconds=time.time() - started, **facts),
+        rows=rows, checks=checks, training=train, generation=generation)
+    print(format_table(rows))
+    failed = [name for name, check in checks.items() if not check['equal']]
+    print('checks: ' + ', '.join(
+        f'{name} {"FAILED" if name in failed else "ok"}' for name in checks))
+    print(f'GEMM peak {facts["gemm_peak_flops"] / 1e12:.3f} TFLOP/s; took '
+          f'{results["setup"]["seconds"]:.0f} s')
+    if args.out:
+        save(args.out, results)
+    if temporary is not None:
+        temporary.cleanup()
+    if failed:
+        sys.exit(f'Checks failed: {", ".join(failed)}')
+
+
+if __name__ == '__main__':
+    main()
