@@ -165,7 +165,12 @@ class ReplayServer:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get('Content-Length', 0))
-                body = json.loads(self.rfile.read(length) or b'{}')
+                raw = self.rfile.read(length)
+                if length == 0 or len(raw) < length:
+                    # A client killed before it sent its body: no request.
+                    self.close_connection = True
+                    return
+                body = json.loads(raw)
                 received = Received(self.path, {k.lower(): v for k, v in
                                                 self.headers.items()}, body)
                 with server._lock:
