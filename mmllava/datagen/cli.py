@@ -3,14 +3,15 @@ progress bar."""
 import argparse
 import os
 import sys
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import AsyncIterator, Callable, Iterator
 
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
                            TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
 from mmllava.datagen.client import ChatClient
+from mmllava.datagen.output import AppendOnlyJsonl
 
 
 def add_client_arguments(parser: argparse.ArgumentParser,
@@ -57,6 +58,25 @@ def build_client(args: argparse.Namespace) -> ChatClient:
                       max_concurrency=args.concurrency,
                       requests_per_minute=args.rpm,
                       max_retries=args.max_retries, timeout=args.timeout)
+
+
+@asynccontextmanager
+async def endpoint_client(args: argparse.Namespace
+                          ) -> AsyncIterator[ChatClient]:
+    """:func:`build_client`, closed when the block ends."""
+    client = build_client(args)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def note_torn_line(writer: AppendOnlyJsonl, redone: str) -> None:
+    """Say that a killed run's torn last line was cut off, and that its
+    item (``redone``, e.g. 'its image is asked again') is done again."""
+    if writer.torn_line is not None:
+        print(f'{writer.path}: cut off a torn last line (a killed run); '
+              f'{redone}', file=sys.stderr)
 
 
 def request_params(args: argparse.Namespace) -> dict:

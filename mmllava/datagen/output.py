@@ -69,6 +69,12 @@ class AppendOnlyJsonl:
                              f'a {self.key!r} field')
         return record
 
+    def records_for(self, keys: Iterable) -> list[dict]:
+        """The records of ``keys`` that the file holds, in ``keys``'
+        order (the input's order, whatever order requests finished in)."""
+        by_key = {record[self.key]: record for record in self.records}
+        return [by_key[key] for key in keys if key in by_key]
+
     def append(self, record: dict) -> None:
         """Write ``record`` as one line and make it durable."""
         self._file.write(json.dumps(record, ensure_ascii=False) + '\n')
@@ -84,6 +90,13 @@ class AppendOnlyJsonl:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def write_failures(failures: Iterable, path: str) -> None:
+    """One json line per failure (a dataclass), replacing ``path``."""
+    with open(path, 'w', encoding='utf-8') as file:
+        for failure in failures:
+            file.write(json.dumps(vars(failure)) + '\n')
 
 
 def export_json(records: Iterable[dict], path: str) -> None:

@@ -23,7 +23,6 @@ could not start or the endpoint refused it. See docs/captioning.md.
 """
 import argparse
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,10 +34,12 @@ from mmllava.datagen.captioning import (CAPTION_INSTRUCTIONS,
                                         CaptionSummary,
                                         ImageEntry, caption_with_client,
                                         caption_with_model, list_images)
-from mmllava.datagen.cli import (add_client_arguments, build_client,
-                                 progress_bar, request_params)
+from mmllava.datagen.cli import (add_client_arguments, endpoint_client,
+                                 note_torn_line, progress_bar,
+                                 request_params)
 from mmllava.datagen.client import ChatError
-from mmllava.datagen.output import AppendOnlyJsonl, export_json
+from mmllava.datagen.output import (AppendOnlyJsonl, export_json,
+                                    write_failures)
 from mmllava.datasets.checks import REASONS
 
 #: Options of one mode only (argparse destinations).
@@ -131,15 +132,12 @@ async def caption_remotely(args: argparse.Namespace,
                            writer: AppendOnlyJsonl,
                            advance) -> CaptionSummary:
     """Caption through the endpoint the options name."""
-    client = build_client(args)
-    try:
+    async with endpoint_client(args) as client:
         return await caption_with_client(
             entries, client, writer, prompt=args.prompt or DEFAULT_PROMPT,
             max_side=args.max_side, seed=args.seed, style=args.instructions,
             request_params=request_params(args), on_done=advance,
             on_failure=report_failure)
-    finally:
-        await client.aclose()
 
 
 def caption_locally(args: argparse.Namespace, entries: list[ImageEntry],
@@ -182,9 +180,7 @@ def run(args: argparse.Namespace) -> int:
         print(f'error: {error}', file=sys.stderr)
         return 2
     entries = entries[:args.limit]
-    if writer.torn_line is not None:
-        print(f'{writer.path}: cut off a torn last line (a killed run); its '
-              'image is captioned again', file=sys.stderr)
+    note_torn_line(writer, 'its image is captioned again')
     pending = len({entry.image for entry in entries} - writer.done)
     captioner = args.model or args.local_model
     print(f'{len(entries)} images in {folder}, {len(entries) - pending} done '
@@ -207,14 +203,10 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
-    with open(failures_path, 'w', encoding='utf-8') as file:
-        for failure in summary.failures:
-            file.write(json.dumps(vars(failure)) + '\n')
+    write_failures(summary.failures, failures_path)
     print_summary(summary, time.monotonic() - start, failures_path)
     if args.format == 'json':
-        by_image = {record['id']: record for record in writer.records}
-        records = [by_image[entry.image] for entry in entries
-                   if entry.image in by_image]
+        records = writer.records_for(entry.image for entry in entries)
         export_json(records, args.out)
         print(f'wrote {len(records)} records to {args.out}')
     return 1 if summary.failures else 0

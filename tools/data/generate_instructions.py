@@ -21,16 +21,17 @@ See docs/data_generation.md.
 """
 import argparse
 import asyncio
-import json
 import sys
 from pathlib import Path
 from typing import Optional
 
-from mmllava.datagen.cli import (add_client_arguments, build_client,
-                                 progress_bar, request_params)
+from mmllava.datagen.cli import (add_client_arguments, endpoint_client,
+                                 note_torn_line, progress_bar,
+                                 request_params)
 from mmllava.datagen.client import ChatError
 from mmllava.datagen.context import load_coco_contexts, load_simple_contexts
-from mmllava.datagen.output import AppendOnlyJsonl, export_json
+from mmllava.datagen.output import (AppendOnlyJsonl, export_json,
+                                    write_failures)
 from mmllava.datagen.parsing import TYPES
 from mmllava.datagen.prompts import load_fewshot
 from mmllava.datagen.runner import generate_instructions
@@ -94,9 +95,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f'error: {error}', file=sys.stderr)
         return 2
     contexts = contexts[:args.limit]
-    if writer.torn_line is not None:
-        print(f'{args.output}: cut off a torn last line (a killed run); '
-              'its image is asked again', file=sys.stderr)
+    note_torn_line(writer, 'its image is asked again')
     failures_path = Path(f'{args.output[:-len(".jsonl")]}.failures.jsonl')
     pending = len(contexts) - len(writer.done & {c.image_id
                                                  for c in contexts})
@@ -106,34 +105,28 @@ async def run(args: argparse.Namespace) -> int:
     def report(failure) -> None:
         print(f'failed: {failure.reason}', file=sys.stderr, flush=True)
 
-    client = build_client(args)
     try:
-        with writer, progress_bar('generating', pending,
-                                  not args.no_progress) as advance:
-            summary = await generate_instructions(
-                contexts, client, writer, examples, types=args.types,
-                seed=args.seed, image_prefix=args.image_prefix,
-                parse_retries=args.parse_retries,
-                request_params=request_params(args),
-                system_role=not args.no_system_role, on_done=advance,
-                on_failure=report)
+        async with endpoint_client(args) as client:
+            with writer, progress_bar('generating', pending,
+                                      not args.no_progress) as advance:
+                summary = await generate_instructions(
+                    contexts, client, writer, examples, types=args.types,
+                    seed=args.seed, image_prefix=args.image_prefix,
+                    parse_retries=args.parse_retries,
+                    request_params=request_params(args),
+                    system_role=not args.no_system_role, on_done=advance,
+                    on_failure=report)
     except ChatError as error:
         print(f'error: the endpoint refused the run: {error}',
               file=sys.stderr)
         return 2
-    finally:
-        await client.aclose()
-    with open(failures_path, 'w', encoding='utf-8') as file:
-        for failure in summary.failures:
-            file.write(json.dumps(vars(failure)) + '\n')
+    write_failures(summary.failures, failures_path)
     print(f'{summary.written} written, {summary.skipped} done before, '
           f'{len(summary.failures)} failed (listed in {failures_path}); '
           f'usage: {summary.usage}')
     if args.format == 'json':
-        by_id = {record['id']: record for record in writer.records}
         json_path = args.output[:-len('.jsonl')] + '.json'
-        records = [by_id[c.image_id] for c in contexts
-                   if c.image_id in by_id]
+        records = writer.records_for(c.image_id for c in contexts)
         export_json(records, json_path)
         print(f'wrote {len(records)} records to {json_path}')
     return 1 if summary.failures else 0

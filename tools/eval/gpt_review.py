@@ -24,7 +24,7 @@ import json
 import sys
 from typing import Optional
 
-from mmllava.datagen.cli import (add_client_arguments, build_client,
+from mmllava.datagen.cli import (add_client_arguments, endpoint_client,
                                  progress_bar, request_params)
 from mmllava.datagen.client import ChatError
 from mmllava.datagen.output import AppendOnlyJsonl
@@ -73,20 +73,18 @@ async def run(args: argparse.Namespace) -> int:
     def report(failure) -> None:
         print(f'failed: {failure.reason}', file=sys.stderr, flush=True)
 
-    client = build_client(args)
     try:
-        with writer, progress_bar('reviewing', pending,
-                                  not args.no_progress) as advance:
-            failures = await review_answers(
-                items, client, writer, parse_retries=args.parse_retries,
-                request_params=request_params(args), on_done=advance,
-                on_failure=report, system_role=not args.no_system_role)
+        async with endpoint_client(args) as client:
+            with writer, progress_bar('reviewing', pending,
+                                      not args.no_progress) as advance:
+                failures = await review_answers(
+                    items, client, writer, parse_retries=args.parse_retries,
+                    request_params=request_params(args), on_done=advance,
+                    on_failure=report, system_role=not args.no_system_role)
     except ChatError as error:
         print(f'error: the endpoint refused the run: {error}',
               file=sys.stderr)
         return 2
-    finally:
-        await client.aclose()
     wanted = {item.question_id for item in items}
     table = relative_scores([review for review in writer.records
                              if review['question_id'] in wanted])
