@@ -11,13 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from mmengine.config import Config
-from mmengine.runner import save_checkpoint
 from PIL import Image
 from skimage import data as photos
-
-from mmllava.registry import MODELS
 
 REPO = Path(__file__).resolve().parents[2]
 TEST = REPO / 'tools/test.py'
@@ -37,25 +32,9 @@ PHOTO_QUESTIONS = [
 
 
 @pytest.fixture(scope='module')
-def checkpoint(demo_workspace) -> str:
-    """A random demo model saved as an mmllava checkpoint."""
-    cwd = os.getcwd()
-    os.chdir(demo_workspace)
-    try:
-        cfg = Config.fromfile(str(VQA_CONFIG))
-        torch.manual_seed(0)
-        model = MODELS.build(cfg.model)
-    finally:
-        os.chdir(cwd)
-    with torch.no_grad():
-        # Large logits give greedy decoding clear winners rather than
-        # rounding noise; large image rows make answers depend on the image.
-        # (The head is tied to the input embedding, so it is left alone.)
-        model.llm.get_decoder().norm.weight.mul_(50)
-        model.projector[2].weight.mul_(10)
-    path = demo_workspace / 'random_demo_model.pth'
-    save_checkpoint(model.state_dict(), str(path))
-    return str(path)
+def checkpoint(demo_vqa_checkpoint) -> str:
+    """The shared random demo model (conftest.py)."""
+    return demo_vqa_checkpoint
 
 
 @pytest.fixture(scope='module')

@@ -9,11 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from mmengine.config import Config
-from mmengine.runner import save_checkpoint
 
-from mmllava.registry import MODELS
 
 REPO = Path(__file__).resolve().parents[2]
 TEST = REPO / 'tools/test.py'
@@ -33,23 +29,9 @@ METRICS = 'llava-tiny_demo_vqa_answers.metrics.json'
 
 
 @pytest.fixture(scope='module')
-def checkpoint(demo_workspace) -> str:
-    """A random demo model whose answers differ from question to question."""
-    cwd = os.getcwd()
-    os.chdir(demo_workspace)
-    try:
-        cfg = Config.fromfile(str(VQA_CONFIG))
-        torch.manual_seed(0)
-        model = MODELS.build(cfg.model)
-    finally:
-        os.chdir(cwd)
-    with torch.no_grad():
-        # Clear greedy winners, and answers that depend on the image.
-        model.llm.get_decoder().norm.weight.mul_(50)
-        model.projector[2].weight.mul_(10)
-    path = demo_workspace / 'resume_demo_model.pth'
-    save_checkpoint(model.state_dict(), str(path))
-    return str(path)
+def checkpoint(demo_vqa_checkpoint) -> str:
+    """The shared random demo model (conftest.py)."""
+    return demo_vqa_checkpoint
 
 
 def run_test(cwd: Path, checkpoint: str, work_dir: str, *options: str,
