@@ -5,7 +5,6 @@ The forward pass and loss are checked against transformers' own
 sequences written out by hand; freezing, the loss mask, generation and the
 loading of stage-1 projector weights against what each config promises.
 """
-import pickle
 
 import pytest
 import torch
@@ -14,7 +13,6 @@ from mmengine.logging import MessageHub
 from mmpretrain.structures import DataSample
 from safetensors.torch import save_file
 from torch import nn
-from transformers import LlavaConfig, LlavaForConditionalGeneration
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import build_generation_prompt, get_template
@@ -114,42 +112,15 @@ def expanded_labels(samples=SAMPLES):
 
 
 # ---------------------------------------------------------------------------
-# Numerics against transformers' LlavaForConditionalGeneration.
+# Numerics against transformers' LlavaForConditionalGeneration
+# (tests/test_models/conftest.py).
 # ---------------------------------------------------------------------------
-def transformers_llava(model):
-    """transformers' Llava with our weights, configured like our model."""
-    config = LlavaConfig(
-        vision_config=dict(model_type='clip_vision_model', **VISION),
-        text_config=dict(LLM, vocab_size=HF_IMAGE_TOKEN_ID + 1),
-        image_token_id=HF_IMAGE_TOKEN_ID,
-        vision_feature_layer=-2,
-        vision_feature_select_strategy='default',
-        projector_hidden_act='gelu',
-        multimodal_projector_bias=True)
-    reference = LlavaForConditionalGeneration(config).eval()
-    # Strict loads: every key of our parts has its counterpart there.
-    reference.model.vision_tower.load_state_dict(
-        model.vision_encoder.model.state_dict())
-    reference.model.language_model.load_state_dict(
-        model.llm.get_decoder().state_dict())
-    reference.lm_head.load_state_dict(
-        model.llm.get_output_embeddings().state_dict())
-    projector = model.projector.state_dict()
-    reference.model.multi_modal_projector.load_state_dict({
-        'linear_1.weight': projector['0.weight'],
-        'linear_1.bias': projector['0.bias'],
-        'linear_2.weight': projector['2.weight'],
-        'linear_2.bias': projector['2.bias'],
-    })
-    return reference
-
-
 @pytest.fixture(scope='module')
-def model_and_reference(tokenizer_folder):
+def model_and_reference(tokenizer_folder, to_transformers_llava):
     model = build_llava(
         dict(type='PretrainedTokenizer', pretrained=tokenizer_folder),
         llm=dict(vocab_size=HF_IMAGE_TOKEN_ID + 1))
-    return model, transformers_llava(model)
+    return model, to_transformers_llava(model, HF_IMAGE_TOKEN_ID)
 
 
 def reference_inputs(samples=SAMPLES):

@@ -19,7 +19,6 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
-from transformers import LlavaConfig, LlavaForConditionalGeneration
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.models.packing import (PACKED_SDPA, check_packing_cfg,
@@ -122,28 +121,6 @@ def test_packed_loss_and_grads_equal_the_padded_path(models):
     assert any(g.abs().max() > 1e-3 for g in grads)
 
 
-def transformers_llava(model):
-    """transformers' Llava holding ``model``'s weights."""
-    config = LlavaConfig(
-        vision_config=dict(model_type='clip_vision_model', **VISION),
-        text_config={k: v for k, v in LLM.items() if k != 'model_type'},
-        image_token_id=HF_IMAGE_TOKEN_ID, vision_feature_layer=-2,
-        vision_feature_select_strategy='default',
-        projector_hidden_act='gelu', multimodal_projector_bias=True)
-    reference = LlavaForConditionalGeneration(config).eval()
-    reference.model.vision_tower.load_state_dict(
-        model.vision_encoder.model.state_dict())
-    reference.model.language_model.load_state_dict(
-        model.llm.get_decoder().state_dict())
-    reference.lm_head.load_state_dict(
-        model.llm.get_output_embeddings().state_dict())
-    projector = model.projector.state_dict()
-    reference.model.multi_modal_projector.load_state_dict({
-        f'linear_{i}.{kind}': projector[f'{j}.{kind}']
-        for i, j in ((1, 0), (2, 2)) for kind in ('weight', 'bias')})
-    return reference
-
-
 def expand(sequence, fill):
     """Each image placeholder written as ``NUM_PATCHES`` copies of ``fill``."""
     out = []
@@ -152,9 +129,10 @@ def expand(sequence, fill):
     return out
 
 
-def test_packed_loss_matches_transformers_llava_sample_by_sample(models):
+def test_packed_loss_matches_transformers_llava_sample_by_sample(
+        models, to_transformers_llava):
     _, packed = models
-    reference = transformers_llava(packed)
+    reference = to_transformers_llava(packed, HF_IMAGE_TOKEN_ID)
     loss, grads = loss_and_grads(packed, make_batch(packed))
     # One mean over all supervised tokens of the batch: per-sample sums of
     # next-token cross entropy, over the total count.

@@ -1,0 +1,40 @@
+"""The independent reference of the model tests: transformers' own Llava."""
+import pytest
+from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+
+def transformers_llava(model, image_token_id: int
+                       ) -> LlavaForConditionalGeneration:
+    """transformers' ``LlavaForConditionalGeneration`` with ``model``'s
+    weights (a CLIP tower, ``mlp2x_gelu``, a causal LM), configured from
+    ``model``'s own parts; ``image_token_id`` marks images in its input."""
+    config = LlavaConfig(
+        vision_config=model.vision_encoder.model.config.to_dict(),
+        text_config=model.llm.config.to_dict(),
+        image_token_id=image_token_id,
+        vision_feature_layer=model.vision_encoder.select_layer,
+        vision_feature_select_strategy='default',
+        projector_hidden_act='gelu',
+        multimodal_projector_bias=True)
+    reference = LlavaForConditionalGeneration(config).eval()
+    # Strict loads: every key of our parts has its counterpart there.
+    reference.model.vision_tower.load_state_dict(
+        model.vision_encoder.model.state_dict())
+    reference.model.language_model.load_state_dict(
+        model.llm.get_decoder().state_dict())
+    reference.lm_head.load_state_dict(
+        model.llm.get_output_embeddings().state_dict())
+    projector = model.projector.state_dict()
+    reference.model.multi_modal_projector.load_state_dict({
+        'linear_1.weight': projector['0.weight'],
+        'linear_1.bias': projector['0.bias'],
+        'linear_2.weight': projector['2.weight'],
+        'linear_2.bias': projector['2.bias'],
+    })
+    return reference
+
+
+@pytest.fixture(scope='session')
+def to_transformers_llava():
+    """:func:`transformers_llava`, for the test modules."""
+    return transformers_llava
