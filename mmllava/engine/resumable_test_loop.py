@@ -277,22 +277,20 @@ class ResumableTestLoop(TestLoop):
             raise ValueError(f'The model returned {len(outputs)} predictions '
                              f'for a batch of {len(indices)} samples '
                              f'(dataset indices {indices})')
-        lines = []
-        for index, output in zip(indices, outputs):
-            sample = output.to_dict() if isinstance(
-                output, BaseDataElement) else output
-            # Sorted keys: metainfo order follows a set, which varies
-            # between processes, and files of equal runs should be equal.
-            lines.append(json.dumps(
-                dict(index=index, sample=to_record(sample, f'sample {index}')),
-                ensure_ascii=False, sort_keys=True))
-        # One write per batch, flushed: a kill tears at most the last line.
-        self._file.write(''.join(line + '\n' for line in lines))
+        stored = [to_record(output.to_dict() if isinstance(
+            output, BaseDataElement) else output, f'sample {index}')
+            for index, output in zip(indices, outputs)]
+        # Sorted keys: metainfo order follows a set, which varies between
+        # processes, and files of equal runs should be equal. One write per
+        # batch, flushed: a kill tears at most the last line.
+        self._file.write(''.join(
+            json.dumps(dict(index=index, sample=sample), ensure_ascii=False,
+                       sort_keys=True) + '\n'
+            for index, sample in zip(indices, stored)))
         self._file.flush()
-        self.num_generated += len(lines)
-        self.evaluator.process(
-            data_samples=[json.loads(line)['sample'] for line in lines],
-            data_batch=data_batch)
+        self.num_generated += len(stored)
+        # The stored form (JSON values), as a resumed run reads it back.
+        self.evaluator.process(data_samples=stored, data_batch=data_batch)
         self.runner.call_hook('after_test_iter', batch_idx=batch_index,
                               data_batch=data_batch, outputs=outputs)
 
