@@ -4,9 +4,10 @@ from os import PathLike
 from typing import Optional, Sequence, Union
 
 import numpy as np
-from mmengine.dataset import Compose, pseudo_collate
+from mmengine.dataset import Compose
 from PIL import Image
 
+from mmllava.models.answering import answer_samples
 from mmllava.registry import TRANSFORMS
 
 #: What an image argument may be: a file, a PIL image or a uint8 array.
@@ -65,7 +66,4 @@ def generate(model, conversations: Sequence[list[dict]],
                       **image_fields(image)))
         for index, (turns, image) in enumerate(zip(conversations, images))
     ]
-    batch = model.data_preprocessor(pseudo_collate(samples))
-    return model.generate_answers(
-        batch['input_ids'], batch['attention_mask'], batch['pixel_values'],
-        batch['num_images'], batch['data_samples'], **generation_kwargs)
+    return answer_samples(model, samples, **generation_kwargs)

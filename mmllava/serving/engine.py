@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
 import torch
-from mmengine.dataset import pseudo_collate
 from PIL import Image
 from transformers import StoppingCriteriaList
 
 from mmllava.apis.generation import build_test_pipeline, image_fields
 from mmllava.constants import IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX
+from mmllava.models.answering import answer_samples
 from mmllava.serving.streaming import (BatchStreamer, RowResult,
                                        RowStoppingCriteria, RowStream)
 
@@ -140,12 +140,8 @@ class GenerationEngine:
                 job.events.finish(result)
 
         try:
-            batch = model.data_preprocessor(
-                pseudo_collate([job.sample for job in jobs]))
-            model.generate_answers(
-                batch['input_ids'], batch['attention_mask'],
-                batch['pixel_values'], batch['num_images'],
-                batch['data_samples'],
+            answer_samples(
+                model, [job.sample for job in jobs],
                 streamer=BatchStreamer(rows, report),
                 stopping_criteria=StoppingCriteriaList(
                     [RowStoppingCriteria(rows)]),

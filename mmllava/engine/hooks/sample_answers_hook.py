@@ -2,10 +2,11 @@
 from typing import Optional, Sequence
 
 import torch
-from mmengine.dataset import Compose, pseudo_collate
+from mmengine.dataset import Compose
 from mmengine.hooks import Hook
 
 from mmllava.constants import IMAGE_PLACEHOLDER
+from mmllava.models.answering import answer_samples
 from mmllava.registry import HOOKS, TRANSFORMS
 
 DATA_BATCH = Optional[dict]
@@ -64,7 +65,7 @@ class SampleAnswersHook(Hook):
             # runner.iter counts this iteration only after the hooks ran.
             self._log_answers(runner, iterations_done=runner.iter + 1)
 
-    def _inputs(self) -> dict:
+    def _samples(self) -> list[dict]:
         items = []
         for index, sample in enumerate(self.samples):
             image = sample.get('image')
@@ -74,7 +75,7 @@ class SampleAnswersHook(Hook):
             items.append(self.pipeline(dict(
                 sample_id=f'sample_answers_{index}', img_path=image,
                 conversations=[{'from': 'human', 'value': question}])))
-        return pseudo_collate(items)
+        return items
 
     def _log_answers(self, runner, iterations_done: int) -> None:
         model = runner.model.module if hasattr(runner.model, 'module') \
@@ -82,11 +83,8 @@ class SampleAnswersHook(Hook):
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            batch = model.data_preprocessor(self._inputs())
-            answers = model.generate_answers(
-                batch['input_ids'], batch['attention_mask'],
-                batch['pixel_values'], batch['num_images'],
-                batch['data_samples'], max_new_tokens=self.max_new_tokens)
+            answers = answer_samples(model, self._samples(),
+                                     max_new_tokens=self.max_new_tokens)
         model.train(was_training)
         lines = [f'Sample answers after {iterations_done} iterations:']
         for sample, answer in zip(self.samples, answers):
