@@ -235,12 +235,12 @@ class ResumableTestLoop(TestLoop):
         records = self._open_predictions(run_header(self.runner, dataset),
                                          order)
         self.num_reused, self.num_generated = len(records), 0
-        print_log(
-            f'Reusing {self.num_reused} predictions from '
-            f'{self.predictions_file}; generating the other '
-            f'{len(order) - self.num_reused} of this process\'s '
-            f'{len(order)} samples.', logger='current')
         if records:
+            print_log(
+                f'Reusing {self.num_reused} predictions from '
+                f'{self.predictions_file}; generating the other '
+                f'{len(order) - self.num_reused} of this process\'s '
+                f'{len(order)} samples.', logger='current')
             self.evaluator.process(
                 data_samples=[record['sample'] for record in records])
         try:

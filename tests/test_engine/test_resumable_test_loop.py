@@ -160,7 +160,9 @@ def test_resume_generates_only_the_rest_in_order(tmp_path, uninterrupted,
 
 
 def test_resume_logs_how_many_predictions_it_reused(tmp_path):
-    run_loop(tmp_path)
+    _, fresh = run_loop(tmp_path)
+    fresh_log = next(Path(fresh.runner.log_dir).glob('*.log'))
+    assert 'Reusing' not in fresh_log.read_text()
     interrupt(tmp_path, 7)
     _, loop = run_loop(tmp_path, resume=True)
     log_file = next(Path(loop.runner.log_dir).glob('*.log'))
