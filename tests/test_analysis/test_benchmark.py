@@ -99,3 +99,25 @@ def test_equality_checks_ran_and_passed(quick_run):
     assert checks['data_path']['equal']
     assert checks['data_path']['records'] == results['setup']['samples']
     assert 'checks: logits ok' in stdout and 'FAILED' not in stdout
+
+
+def test_parts_runs_only_the_parts_named(tmp_path):
+    out = tmp_path / 'results.json'
+    result = subprocess.run(
+        [sys.executable, str(TOOL), '--quick', '--threads', '1', '--parts',
+         'data', '--out', str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert [item['figure'] for item in results['rows']] == \
+        ['data path samples/s']
+    assert list(results['checks']) == ['data_path']
+    assert 'training' not in results and 'generation' not in results
+
+
+def test_parts_refuses_an_unknown_part():
+    result = subprocess.run(
+        [sys.executable, str(TOOL), '--quick', '--parts', 'data,trianing'],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "unknown parts ['trianing']" in result.stderr
