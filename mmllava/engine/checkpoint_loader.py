@@ -11,6 +11,7 @@ from typing import Any
 
 from mmengine.runner import CheckpointLoader
 
+from mmllava.utils.files import resolve_checkpoint
 from mmllava.utils.safe_load import load_torch_file
 
 
@@ -18,8 +19,10 @@ from mmllava.utils.safe_load import load_torch_file
 def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
     """mmengine's loader for local paths (``load_from``, resume,
     :func:`mmengine.runner.load_checkpoint`), through
-    :func:`load_torch_file`."""
-    filename = os.path.expanduser(filename)
-    if not os.path.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
+    :func:`load_torch_file`.
+
+    A training run's work dir stands for its latest checkpoint, so a
+    recipe's ``load_from`` can name the previous stage's work dir.
+    """
+    filename = resolve_checkpoint(os.path.expanduser(filename))
     return load_torch_file(filename, map_location=map_location)

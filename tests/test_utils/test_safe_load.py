@@ -133,3 +133,21 @@ def test_converter_refuses_in_one_line(hostile, tmp_path):
     error = run.stderr.strip().splitlines()[-1]
     assert error.startswith('error: ') and '--allow-unsafe-pickle' in error
     assert not marker.exists()
+
+
+def test_mmengine_loading_accepts_a_work_dir(tmp_path):
+    """A work dir stands for the checkpoint its ``last_checkpoint`` names,
+    so a recipe's ``load_from`` can be the previous stage's work dir."""
+    older, newer = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    torch.save({'state_dict': older.state_dict()}, tmp_path / 'iter_1.pth')
+    torch.save({'state_dict': newer.state_dict()}, tmp_path / 'iter_2.pth')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_2.pth'))
+    loaded = torch.nn.Linear(2, 2)
+    load_checkpoint(loaded, str(tmp_path))
+    assert torch.equal(loaded.weight, newer.weight)
+    assert not torch.equal(loaded.weight, older.weight)
+    (tmp_path / 'last_checkpoint').unlink()
+    with pytest.raises(FileNotFoundError, match='without a last_checkpoint'):
+        load_checkpoint(loaded, str(tmp_path))
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        load_checkpoint(loaded, str(tmp_path / 'missing.pth'))
