@@ -8,7 +8,7 @@ tokenized on its own) and labels every token by the characters it came from.
 Ids and labels are built from the same rendered text, so they cannot disagree.
 """
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX
 
@@ -33,6 +33,11 @@ class ChatTemplate:
         stop (str): Text at which generation stops.
         single_turn_with_image (bool): Whether a conversation must be one
             image-bearing question and one answer (``plain``).
+        tokenize_training (Callable, optional): Tokenizes training
+            conversations in place of :func:`tokenize_segments`, taking
+            :func:`tokenize_conversation`'s arguments, where the official
+            preprocessing tokenizes and labels turn by turn (ChatML, see
+            :mod:`mmllava.templates_chatml`). Defaults to None.
     """
 
     name: str
@@ -42,6 +47,7 @@ class ChatTemplate:
     assistant: str
     stop: str
     single_turn_with_image: bool = False
+    tokenize_training: Optional[Callable] = None
 
 
 VICUNA_SYSTEM = ('A chat between a curious user and an artificial '
@@ -232,6 +238,9 @@ def tokenize_conversation(conversations: Sequence[dict],
     Returns:
         tuple[list[int], list[int]]: ``input_ids`` and ``labels``.
     """
+    if template.tokenize_training is not None:
+        return template.tokenize_training(conversations, template, tokenizer,
+                                          has_image, sample_id)
     segments = render_conversation(conversations, template, has_image,
                                    sample_id=sample_id)
     return tokenize_segments(segments, tokenizer)
@@ -247,3 +256,7 @@ def build_generation_prompt(conversations: Sequence[dict],
         conversations, template, has_image, add_generation_prompt=True,
         sample_id=sample_id)
     return tokenize_segments(segments, tokenizer)[0]
+
+
+# ChatML (qwen_1_5) builds on the definitions above and registers itself.
+import mmllava.templates_chatml  # noqa: E402,F401

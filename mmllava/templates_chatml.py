@@ -1,0 +1,142 @@
+"""ChatML, the chat format of Qwen-1.5 chat models: LLaVA-NeXT's ``qwen_1_5``.
+
+A generation prompt renders and tokenizes as every template does
+(:func:`mmllava.conversation.build_generation_prompt`), which gives
+LLaVA-NeXT's inference prompt (``conv_qwen`` rendered by
+``Conversation.get_prompt`` and tokenized by ``tokenizer_image_token``)::
+
+    <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n
+    <|im_start|>user\\n<image>\\nWhat is this?<|im_end|>\\n
+    <|im_start|>assistant\\n
+
+Training samples are tokenized by :func:`tokenize_chatml_training`, which
+gives the ids and labels of LLaVA-NeXT's ``preprocess_qwen`` as it stood for
+the 2024-05 recipes (``llava/train/train.py`` before the LLaVA-OneVision
+rewrite of 2024-08). Three things differ from the prompt above, on purpose,
+because the official code does them:
+
+- Every piece of a turn is tokenized on its own: ``<|im_start|>`` + role, the
+  newline, the message, ``<|im_end|>``, the newline. A message that starts
+  with blanks therefore does not merge with the newline before it.
+- An image turn is the role line, the image, a newline, then the message
+  after ``<image>``; the message keeps its own ``\\n``, so two newline tokens
+  follow the image where the inference prompt has one.
+- Framing tokens are supervised in every turn, the system and user turns
+  included: ``<|im_start|>``, ``<|im_end|>`` and the newline after it. In an
+  assistant turn the answer is supervised too; the role name and its newline
+  are not.
+"""
+from typing import Optional, Sequence
+
+from mmllava.constants import (IGNORE_INDEX, IMAGE_PLACEHOLDER,
+                               IMAGE_TOKEN_INDEX)
+from mmllava.conversation import (GPT, HUMAN, TEMPLATES, ChatTemplate,
+                                  move_image_to_front, render_conversation)
+
+IM_START, IM_END = '<|im_start|>', '<|im_end|>'
+#: The system message of LLaVA-NeXT's ``conv_qwen`` and ``preprocess_qwen``.
+QWEN_SYSTEM = 'You are a helpful assistant.'
+#: How ChatML frames a system message: a turn of its own.
+SYSTEM_FRAME = (IM_START + 'system\n', IM_END + '\n')
+ROLES = {HUMAN: 'user', GPT: 'assistant'}
+
+
+def chatml_token_ids(tokenizer) -> tuple[int, int]:
+    """``<|im_start|>`` and ``<|im_end|>`` ids; a tokenizer without them
+    (not a Qwen / ChatML one) is an error."""
+    ids = tokenizer.convert_tokens_to_ids([IM_START, IM_END])
+    if any(i is None or i == tokenizer.unk_token_id for i in ids):
+        raise ValueError(
+            f'Template qwen_1_5 needs a ChatML tokenizer with {IM_START} and '
+            f'{IM_END} tokens; {type(tokenizer).__name__} '
+            f'({tokenizer.name_or_path!r}) has no such tokens.')
+    return ids[0], ids[1]
+
+
+def image_first(message: str) -> str:
+    """LLaVA-NeXT's ``preprocess_multimodal``: a message that starts with
+    ``<image>`` stays as it is; in any other the image moves to the front
+    as ``<image>\\n``."""
+    if message.startswith(IMAGE_PLACEHOLDER):
+        return message
+    return move_image_to_front(message)
+
+
+def tokenize_chatml_training(conversations: Sequence[dict],
+                             template: ChatTemplate,
+                             tokenizer,
+                             has_image: bool,
+                             sample_id: Optional[object] = None
+                             ) -> tuple[list[int], list[int]]:
+    """Tokenize a training conversation as LLaVA-NeXT's ``preprocess_qwen``.
+
+    Args:
+        conversations (Sequence[dict]): The record's turns.
+        template (ChatTemplate): The ChatML template (its turn checks apply).
+        tokenizer: A Qwen (ChatML) tokenizer; Qwen adds no BOS.
+        has_image (bool): Whether the record has an image.
+        sample_id: Named in errors.
+
+    Returns:
+        tuple[list[int], list[int]]: ``input_ids`` and ``labels``.
+    """
+    # Turn order, empty turns and where <image> may stand are checked as for
+    # every template.
+    render_conversation(conversations, template, has_image,
+                        sample_id=sample_id)
+    turns = list(conversations)
+    if turns and turns[0]['from'] == GPT:
+        turns = turns[1:]
+    im_start, im_end = chatml_token_ids(tokenizer)
+
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)['input_ids']
+
+    newline = encode('\n')
+    input_ids: list[int] = []
+    labels: list[int] = []
+
+    def add(ids: list[int], supervised: bool) -> None:
+        input_ids.extend(ids)
+        labels.extend(ids if supervised else [IGNORE_INDEX] * len(ids))
+
+    def add_turn(role: str, pieces: list[tuple[list[int], bool]]) -> None:
+        add([im_start], True)
+        add(encode(role) + newline, False)
+        for ids, supervised in pieces:
+            add(ids, supervised)
+        add([im_end] + newline, True)
+
+    add_turn('system', [(encode(QWEN_SYSTEM), False)])
+    for turn in turns:
+        message = turn['value']
+        if turn['from'] == GPT:
+            add_turn(ROLES[GPT], [(encode(message), True)])
+            continue
+        pieces = []
+        if has_image and IMAGE_PLACEHOLDER in message:
+            message = image_first(message)[len(IMAGE_PLACEHOLDER):]
+            if IMAGE_PLACEHOLDER in message:
+                raise ValueError(
+                    f'Sample {sample_id!r}: a message starting with '
+                    f'{IMAGE_PLACEHOLDER} holds another one; template '
+                    f'{template.name!r} takes one image per message.')
+            pieces.append(([IMAGE_TOKEN_INDEX] + newline, False))
+        pieces.append((encode(message), False))
+        add_turn(ROLES[HUMAN], pieces)
+    return input_ids, labels
+
+
+#: LLaVA-NeXT's ``qwen_1_5`` (``conv_qwen``, ``SeparatorStyle.CHATML``).
+QWEN_1_5 = ChatTemplate(
+    name='qwen_1_5',
+    system=SYSTEM_FRAME[0] + QWEN_SYSTEM + SYSTEM_FRAME[1],
+    user=IM_START + 'user\n{content}' + IM_END + '\n',
+    assistant_prefix=IM_START + 'assistant\n',
+    assistant='{content}' + IM_END + '\n',
+    stop=IM_END,
+    tokenize_training=tokenize_chatml_training)
+
+#: Templates rendered in ChatML (llava-hf export frames their system turn).
+CHATML_TEMPLATES = frozenset({QWEN_1_5.name})
+TEMPLATES[QWEN_1_5.name] = QWEN_1_5
