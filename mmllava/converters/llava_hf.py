@@ -31,6 +31,10 @@ vocabulary.
 
 llava-hf's projector is two linear layers with an activation, so only
 ``mlp2x_gelu`` projectors export.
+
+AnyRes models (``image_aspect_ratio='anyres'``) export as
+``LlavaNextForConditionalGeneration`` and import back; what differs is in
+:mod:`.llava_next_hf`.
 """
 import json
 from pathlib import Path
@@ -39,7 +43,9 @@ from typing import Iterator, Optional
 import torch
 
 from mmllava.conversation import get_template
-from mmllava.converters.native import (LLM_PREFIX, PROJECTOR_PREFIX,
+from mmllava.converters import llava_next_hf
+from mmllava.converters.native import (LLM_PREFIX, NEWLINE_KEY,
+                                       PROJECTOR_PREFIX,
                                        VISION_PREFIX, LLaVASpec, Shards,
                                        image_processor_kwargs,
                                        load_shards_into,
@@ -48,6 +54,7 @@ from mmllava.converters.native import (LLM_PREFIX, PROJECTOR_PREFIX,
                                        split_parts, write_mmllava_folders)
 from mmllava.converters.shards import (DEFAULT_SHARD_SIZE, Log, ShardWriter,
                                        iter_shards)
+from mmllava.templates_chatml import CHATML_TEMPLATES, SYSTEM_FRAME
 
 IMAGE_TOKEN = '<image>'
 PAD_TOKEN = '<pad>'
@@ -62,6 +69,8 @@ GROWN = ('model.embed_tokens.weight', 'lm_head.weight')
 # ---------------------------------------------------------------------------
 def to_hf_key(part: str, key: str) -> str:
     """An mmllava key (split by :func:`split_parts`) in llava-hf's layout."""
+    if part == 'newline':
+        return NEWLINE_KEY
     if part == 'vision':
         return 'vision_tower.vision_model.' + key
     if part == 'projector':
@@ -71,6 +80,8 @@ def to_hf_key(part: str, key: str) -> str:
 
 def from_hf_key(key: str) -> Optional[str]:
     """A llava-hf key (transformers 4 or 5 layout) as an mmllava key."""
+    if key in (NEWLINE_KEY, 'model.' + NEWLINE_KEY):
+        return NEWLINE_KEY
     rules = [
         ('language_model.lm_head.', LLM_PREFIX + 'lm_head.'),
         ('lm_head.', LLM_PREFIX + 'lm_head.'),
@@ -106,6 +117,8 @@ def select_strategy(spec: LLaVASpec) -> str:
 
 
 def check_exportable(spec: LLaVASpec) -> None:
+    if spec.image_aspect_ratio == 'anyres':
+        llava_next_hf.check_exportable(spec)
     if spec.projector_type != 'mlp2x_gelu':
         raise ValueError(
             f"Projector {spec.projector_type!r} has no llava-hf form: "
@@ -122,6 +135,10 @@ def chat_template(name: str) -> str:
                          'export a chat model (vicuna_v1, llava_v1).')
     user_prefix, user_suffix = template.user.split('{content}')
     answer_prefix, answer_suffix = template.assistant.split('{content}')
+    # A system message in the conversation replaces the template's, framed
+    # as the template frames its own (ChatML gives it a turn).
+    system_prefix, system_suffix = SYSTEM_FRAME \
+        if name in CHATML_TEMPLATES else ('', ' ')
 
     def literal(text):
         return json.dumps(text)
@@ -129,8 +146,9 @@ def chat_template(name: str) -> str:
     return (
         '{%- set ns = namespace(system=' + literal(template.system) + ') -%}'
         "{%- if messages and messages[0]['role'] == 'system' -%}"
-        "{%- set ns.system = (messages[0]['content'] if messages[0]['content']"
-        " is string else messages[0]['content'][0]['text']) + ' ' -%}"
+        '{%- set ns.system = ' + literal(system_prefix) + " + (messages[0]"
+        "['content'] if messages[0]['content'] is string else messages[0]"
+        "['content'][0]['text']) + " + literal(system_suffix) + ' -%}'
         '{%- endif -%}'
         '{{- ns.system -}}'
         '{%- for message in messages -%}'
@@ -180,7 +198,7 @@ def hf_config(spec: LLaVASpec, vocab_size: int, image_token_index: int,
     from transformers import LlavaConfig
     text_config = dict(spec.llm_config, vocab_size=vocab_size,
                        pad_token_id=pad_token_id)
-    return LlavaConfig(
+    kwargs = dict(
         vision_config=dict(spec.vision_config),
         text_config=text_config,
         image_token_index=image_token_index,
@@ -191,6 +209,26 @@ def hf_config(spec: LLaVASpec, vocab_size: int, image_token_index: int,
         multimodal_projector_bias=True,
         tie_word_embeddings=spec.tie_word_embeddings,
         pad_token_id=pad_token_id)
+    if spec.image_aspect_ratio == 'anyres':
+        return llava_next_hf.hf_config(spec, kwargs)
+    return LlavaConfig(**kwargs)
+
+
+def hf_processor(spec: LLaVASpec, tokenizer):
+    """The processor whose image-token count is the model's."""
+    from transformers import LlavaImageProcessorPil, LlavaProcessor
+    if spec.image_aspect_ratio == 'anyres':
+        return llava_next_hf.hf_processor(spec, tokenizer,
+                                          select_strategy(spec),
+                                          chat_template(spec.template))
+    return LlavaProcessor(
+        image_processor=LlavaImageProcessorPil(
+            **spec.image_processor, do_pad=spec.pad_to_square),
+        tokenizer=tokenizer,
+        patch_size=spec.vision_config['patch_size'],
+        vision_feature_select_strategy=select_strategy(spec),
+        num_additional_image_tokens=int(spec.has_cls_token),
+        chat_template=chat_template(spec.template))
 
 
 def grow_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
@@ -209,7 +247,6 @@ def write_llava_hf(spec: LLaVASpec, shards: Shards, out_dir: str,
     Returns:
         str: ``out_dir``.
     """
-    from transformers import LlavaImageProcessorPil, LlavaProcessor
     log = log or (lambda line: None)
     check_exportable(spec)
     tokenizer = hf_tokenizer(spec)
@@ -239,14 +276,7 @@ def write_llava_hf(spec: LLaVASpec, shards: Shards, out_dir: str,
     pad_token_id = tokenizer.pad_token_id
     hf_config(spec, vocab_size, image_token_index,
               pad_token_id).save_pretrained(out_dir)
-    processor = LlavaProcessor(
-        image_processor=LlavaImageProcessorPil(
-            **spec.image_processor, do_pad=spec.pad_to_square),
-        tokenizer=tokenizer,
-        patch_size=spec.vision_config['patch_size'],
-        vision_feature_select_strategy=select_strategy(spec),
-        num_additional_image_tokens=int(spec.has_cls_token),
-        chat_template=chat_template(spec.template))
+    processor = hf_processor(spec, tokenizer)
     processor.save_pretrained(out_dir)
     # The tokenizer alone also carries the template (AutoTokenizer users).
     tokenizer.chat_template = processor.chat_template
@@ -305,19 +335,20 @@ def convert_mmllava_to_hf(config, checkpoint: Optional[str], out_dir: str,
 # ---------------------------------------------------------------------------
 def is_llava_hf(folder: str) -> bool:
     config = Path(folder, 'config.json')
-    return config.is_file() and \
-        json.loads(config.read_text()).get('model_type') == 'llava'
+    return config.is_file() and json.loads(config.read_text()).get(
+        'model_type') in ('llava', llava_next_hf.MODEL_TYPE)
 
 
 def read_spec(folder: str) -> LLaVASpec:
     """Describe a llava-hf folder in mmllava's terms."""
     from transformers import AutoImageProcessor
     from mmllava.converters.native import config_to_dict
-    from transformers import LlavaConfig
+    from transformers import AutoConfig
     if not is_llava_hf(folder):
         raise ValueError(f'{folder} is not a llava-hf folder (its '
-                         'config.json needs model_type "llava").')
-    config = LlavaConfig.from_pretrained(folder)
+                         'config.json needs model_type "llava" or '
+                         '"llava_next").')
+    config = AutoConfig.from_pretrained(folder)
     if config.projector_hidden_act != 'gelu' or \
             not config.multimodal_projector_bias:
         raise ValueError(f'{folder}: projector_hidden_act '
@@ -347,11 +378,16 @@ def read_spec(folder: str) -> LLaVASpec:
                                                              backend='pil')
         processor = image_processor_kwargs(image_processor)
         pad = bool(getattr(image_processor, 'do_pad', False))
+    anyres = llava_next_hf.anyres_fields(config) \
+        if config.model_type == llava_next_hf.MODEL_TYPE else {}
+    if anyres:
+        # LlavaNext's do_pad pads a batch's tile stacks, not the image.
+        pad = False
     return LLaVASpec(
         vision_config=vision_config, llm_config=llm_config,
         projector_type='mlp2x_gelu', select_layer=config.vision_feature_layer,
         select_feature=select_feature, tokenizer_dir=folder,
-        image_processor=processor, pad_to_square=pad)
+        image_processor=processor, pad_to_square=pad, **anyres)
 
 
 def read_shards(folder: str,
@@ -383,8 +419,8 @@ def load_into_model(model, folder: str) -> None:
     are the original ones bit for bit; the folder's ``image_token_index``
     must lie among the dropped rows.
     """
-    from transformers import LlavaConfig
-    config = LlavaConfig.from_pretrained(folder)
+    from transformers import AutoConfig
+    config = AutoConfig.from_pretrained(folder)
     rows = model.llm.get_input_embeddings().weight.shape[0]
     hf_rows = config.text_config.vocab_size
     vocab_size = None

@@ -24,6 +24,8 @@ from mmllava.utils.safe_load import load_torch_file
 VISION_PREFIX = 'vision_encoder.model.'
 PROJECTOR_PREFIX = 'projector.'
 LLM_PREFIX = 'llm.'
+#: AnyRes 'spatial_unpad' models' learned row separator.
+NEWLINE_KEY = 'image_newline'
 #: Vision towers by their transformers ``model_type``.
 VISION_TYPES = {'clip_vision_model': 'CLIPVisionEncoder',
                 'siglip_vision_model': 'SiglipVisionEncoder'}
@@ -57,6 +59,11 @@ class LLaVASpec:
         vision_tower_dir (str, optional): The folder the tower was loaded
             from (the official layout names it; it may hold weights the
             checkpoint lacks).
+        image_aspect_ratio (str): ``'pad'`` or ``'anyres'`` (the model's).
+        image_grid_pinpoints (list, optional): ``(height, width)`` pairs,
+            mmllava's convention (converters swap them at their boundary).
+        mm_patch_merge_type (str): ``'flat'``, ``'spatial'`` or
+            ``'spatial_unpad'``.
     """
 
     vision_config: dict
@@ -69,6 +76,18 @@ class LLaVASpec:
     pad_to_square: bool = True
     template: str = 'vicuna_v1'
     vision_tower_dir: Optional[str] = None
+    image_aspect_ratio: str = 'pad'
+    image_grid_pinpoints: Optional[list] = None
+    mm_patch_merge_type: str = 'flat'
+
+    def anyres_kwargs(self) -> dict:
+        """The ``LLaVA`` kwargs of the image layout ({} for 'pad')."""
+        if self.image_aspect_ratio == 'pad':
+            return {}
+        return dict(image_aspect_ratio=self.image_aspect_ratio,
+                    image_grid_pinpoints=[list(pair) for pair in
+                                          self.image_grid_pinpoints],
+                    mm_patch_merge_type=self.mm_patch_merge_type)
 
     @property
     def has_cls_token(self) -> bool:
@@ -128,7 +147,7 @@ def _pipeline_image_settings(cfg: Config) -> tuple[Optional[dict], bool]:
     for transform in cfg.get('test_pipeline', None) or []:
         if transform['type'] == 'PadToSquare':
             pad = True
-        if transform['type'] == 'ProcessImage':
+        if transform['type'] in ('ProcessImage', 'AnyResImage'):
             processor = image_processor_kwargs(
                 build_image_processor(dict(transform['image_processor'])))
     return processor, pad
@@ -177,7 +196,10 @@ def spec_from_config(cfg: Config) -> LLaVASpec:
         tokenizer_dir=tokenizer['pretrained'],
         image_processor=processor or default_image_processor(vision_config),
         pad_to_square=pad, template=model.get('template', 'vicuna_v1'),
-        vision_tower_dir=encoder.get('pretrained'))
+        vision_tower_dir=encoder.get('pretrained'),
+        image_aspect_ratio=model.get('image_aspect_ratio', 'pad'),
+        image_grid_pinpoints=model.get('image_grid_pinpoints'),
+        mm_patch_merge_type=model.get('mm_patch_merge_type', 'flat'))
 
 
 def projector_type_of(projector: torch.nn.Module) -> str:
@@ -224,7 +246,10 @@ def spec_from_model(model, tokenizer_dir: str,
         image_processor=image_processor or cfg_processor
         or default_image_processor(vision_config),
         pad_to_square=cfg_pad if pad_to_square is None else pad_to_square,
-        template=model.template.name)
+        template=model.template.name,
+        image_aspect_ratio=model.image_aspect_ratio,
+        image_grid_pinpoints=model.image_grid_pinpoints,
+        mm_patch_merge_type=model.mm_patch_merge_type)
 
 
 def read_mmllava_checkpoint(path: str) -> Iterator[dict[str, torch.Tensor]]:
@@ -265,7 +290,8 @@ def read_config_weights(cfg: Config) -> Iterator[dict[str, torch.Tensor]]:
                value for key, value in tensors.items()
                if not key.startswith(('text_model.', 'logit_scale',
                                       'text_projection', 'visual_projection'))}
-    yield {PROJECTOR_PREFIX + key: value for key, value in
+    yield {key if key == NEWLINE_KEY else PROJECTOR_PREFIX + key: value
+           for key, value in
            load_projector_state(model.projector_pretrained).items()}
     for _, tensors in iter_shards(folders['llm']):
         yield {LLM_PREFIX + key: value for key, value in tensors.items()}
@@ -280,10 +306,14 @@ def read_weights(cfg: Config, checkpoint: Optional[str]) -> Iterator[dict]:
 
 def split_parts(shards: Shards) -> Iterator[tuple[str, str, torch.Tensor]]:
     """``(part, key within the part, tensor)`` for each tensor; part is
-    ``'vision'``, ``'projector'`` or ``'llm'``, and ``'end_of_shard'`` after
-    each shard (writers flush there). Unknown keys fail."""
+    ``'vision'``, ``'projector'``, ``'llm'`` or ``'newline'`` (the AnyRes
+    ``image_newline``, key ``''``), and ``'end_of_shard'`` after each shard
+    (writers flush there). Unknown keys fail."""
     for tensors in shards:
         for key, tensor in tensors.items():
+            if key == NEWLINE_KEY:
+                yield 'newline', '', tensor
+                continue
             for part, prefix in (('vision', VISION_PREFIX),
                                  ('projector', PROJECTOR_PREFIX),
                                  ('llm', LLM_PREFIX)):
@@ -308,6 +338,7 @@ def write_mmllava_folders(spec: LLaVASpec, shards: Shards, out_dir: str,
         OUT/llm/              causal-LM config, weights, tokenizer files
         OUT/tokenizer/        tokenizer files
         OUT/projector.safetensors   keys projector.* (projector_pretrained)
+                                    and an AnyRes model's image_newline
         OUT/llava_config.py   builds the model from the folders above
 
     Returns:
@@ -328,6 +359,8 @@ def write_mmllava_folders(spec: LLaVASpec, shards: Shards, out_dir: str,
                 writer.flush()
         elif part == 'projector':
             projector[PROJECTOR_PREFIX + key] = tensor.contiguous().clone()
+        elif part == 'newline':
+            projector[NEWLINE_KEY] = tensor.contiguous().clone()
         elif part == 'vision':
             writers['vision'].add('vision_model.' + key, tensor)
         elif not (tied and key == 'lm_head.weight'):
@@ -379,7 +412,8 @@ def render_config(spec: LLaVASpec, out: Path) -> str:
         if spec.projector_type != 'identity' else None,
         llm=dict(type='HFCausalLM', pretrained=f'{root}/llm'),
         tokenizer=tokenizer, template=spec.template,
-        generation_cfg=dict(max_new_tokens=128, do_sample=False))
+        generation_cfg=dict(max_new_tokens=128, do_sample=False),
+        **spec.anyres_kwargs())
     if model['projector_pretrained'] is None:
         model.pop('projector_pretrained')
     pipeline = [dict(type='LoadImage')]
@@ -387,8 +421,14 @@ def render_config(spec: LLaVASpec, out: Path) -> str:
         pipeline.append(dict(type='PadToSquare',
                              mean=spec.image_processor.get('image_mean',
                                                            CLIP_MEAN)))
+    if spec.image_aspect_ratio == 'anyres':
+        pipeline.append(dict(
+            type='AnyResImage', image_processor=image_processor,
+            grid_pinpoints=model['image_grid_pinpoints']))
+    else:
+        pipeline.append(dict(type='ProcessImage',
+                             image_processor=image_processor))
     pipeline += [
-        dict(type='ProcessImage', image_processor=image_processor),
         dict(type='TokenizeConversation', tokenizer=tokenizer,
              template=spec.template, mode='predict'),
         dict(type='PackLLaVAInputs', meta_keys=('sample_id', )),

@@ -25,11 +25,15 @@ class LLaVADataPreprocessor(BaseDataPreprocessor):
 
     Input (mmengine's ``pseudo_collate`` of :class:`PackLLaVAInputs`):
     ``inputs`` holds lists of per-sample ``input_ids``, ``labels`` (optional)
-    and ``pixel_values`` (each ``(num_images, 3, H, W)``, possibly empty).
+    and ``pixel_values`` (each ``(num_images, 3, H, W)``, possibly empty;
+    with AnyRes every image's tiles, and ``image_sizes`` ``(num_images,
+    2)``).
 
     Output: ``input_ids`` and ``attention_mask`` ``(B, L)`` right-padded,
     ``labels`` ``(B, L)`` or None, ``pixel_values`` ``(sum num_images, 3, H,
-    W)`` or None, ``num_images`` per sample, ``data_samples``.
+    W)`` (AnyRes: every tile of the batch) or None, ``num_images`` per
+    sample, ``data_samples``; with AnyRes also ``image_sizes`` ``(sum
+    num_images, 2)``, each image's original ``(height, width)``.
 
     Args:
         pixel_dtype (str, optional): Cast images to this dtype (e.g.
@@ -49,9 +53,12 @@ class LLaVADataPreprocessor(BaseDataPreprocessor):
                           < lengths[:, None]).long()
         labels = inputs.get('labels')
         images = inputs['pixel_values']
-        num_images = [len(sample_images) for sample_images in images]
+        image_sizes = inputs.get('image_sizes')
+        # AnyRes samples hold several tiles per image: count their sizes.
+        num_images = [len(sample_images) for sample_images in
+                      (images if image_sizes is None else image_sizes)]
         pixel_values = torch.cat([x for x in images if len(x)]) \
-            if any(num_images) else None
+            if any(len(x) for x in images) else None
         if pixel_values is not None and self.pixel_dtype is not None:
             pixel_values = pixel_values.to(self.pixel_dtype)
         batch = dict(
@@ -62,4 +69,7 @@ class LLaVADataPreprocessor(BaseDataPreprocessor):
             pixel_values=pixel_values,
             num_images=num_images,
             data_samples=data.get('data_samples'))
+        if image_sizes is not None:
+            batch['image_sizes'] = torch.cat(
+                [sizes.reshape(-1, 2) for sizes in image_sizes])
         return self.cast_data(batch)

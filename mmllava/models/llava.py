@@ -12,6 +12,9 @@ from torch import nn
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import cut_at_stop, get_template
+from mmllava.models.anyres import (MERGE_TYPES, Size, check_pinpoints,
+                                   count_image_tokens, merge_tile_features,
+                                   num_tiles)
 from mmllava.models.packing import (check_packing_cfg, pack_batch,
                                     use_packed_attention)
 from mmllava.models.projectors import build_projector
@@ -108,7 +111,9 @@ def load_projector_state(path: str) -> dict:
     Accepts a stage-1 work dir (its latest checkpoint, as named in its
     ``last_checkpoint`` file), an mmllava checkpoint (``.pth``, keys
     ``projector.*``), a safetensors file, or the official
-    ``mm_projector.bin`` (keys ``model.mm_projector.*``).
+    ``mm_projector.bin`` (keys ``model.mm_projector.*``). An
+    ``image_newline`` saved beside them (AnyRes ``'spatial_unpad'``) comes
+    back under that key.
     """
     path = resolve_checkpoint(path)
     if path.endswith('.safetensors'):
@@ -120,6 +125,10 @@ def load_projector_state(path: str) -> dict:
         selected = {key[len(prefix):]: value for key, value in state.items()
                     if key.startswith(prefix)}
         if selected:
+            # An AnyRes connector's learned row separator travels with it.
+            for key in ('image_newline', 'model.image_newline'):
+                if key in state:
+                    selected['image_newline'] = state[key]
             return selected
     raise KeyError(f'No projector weights in {path} (looked for keys '
                    "starting with 'projector.' or 'model.mm_projector.').")
@@ -155,6 +164,17 @@ class LLaVA(BaseModel):
             load (see :func:`load_projector_state`).
         generation_cfg (dict): Passed to ``generate`` in predict mode.
             Defaults to greedy decoding of up to 128 tokens.
+        image_aspect_ratio (str): ``'pad'``: one tile per image (the
+            pipeline pads or resizes it to the tower's input); ``'anyres'``:
+            LLaVA-NeXT's base view plus a grid of tiles per image (see
+            docs/high_resolution.md). Defaults to ``'pad'``.
+        image_grid_pinpoints (list, optional): ``(height, width)`` grid
+            resolutions, multiples of the tower's image size; required for
+            ``'anyres'``, the same list as the pipeline's ``AnyResImage``.
+        mm_patch_merge_type (str): How an image's tiles become one sequence
+            (``'anyres'`` only): ``'flat'``, ``'spatial'`` or
+            ``'spatial_unpad'`` (which owns a learned ``image_newline``,
+            trained with the projector). Defaults to ``'flat'``.
         packing (dict, optional): ``dict(max_length=N)`` packs the samples
             of each loss batch, after the image features are spliced in,
             into rows of at most ``N`` tokens, each sample attending only to
@@ -177,6 +197,9 @@ class LLaVA(BaseModel):
                  projector_pretrained: Optional[str] = None,
                  generation_cfg: dict = dict(
                      max_new_tokens=128, do_sample=False),
+                 image_aspect_ratio: str = 'pad',
+                 image_grid_pinpoints: Optional[list] = None,
+                 mm_patch_merge_type: str = 'flat',
                  packing: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -195,11 +218,12 @@ class LLaVA(BaseModel):
         self.projector = build_projector(
             projector, self.vision_encoder.hidden_size,
             self.llm.config.hidden_size)
-        if projector_pretrained is not None:
-            self.projector.load_state_dict(
-                load_projector_state(projector_pretrained))
         self.template = get_template(template)
         self.generation_cfg = dict(generation_cfg)
+        self._set_image_layout(image_aspect_ratio, image_grid_pinpoints,
+                               mm_patch_merge_type)
+        if projector_pretrained is not None:
+            self._load_connector(load_projector_state(projector_pretrained))
         self.packing_max_length = check_packing_cfg(packing)
         if self.packing_max_length is not None:
             use_packed_attention(self.llm)
@@ -215,14 +239,85 @@ class LLaVA(BaseModel):
             for name, count in self.trainable_parameter_counts().items()),
             logger='current')
 
+    def _set_image_layout(self, image_aspect_ratio: str,
+                          image_grid_pinpoints: Optional[list],
+                          mm_patch_merge_type: str) -> None:
+        if image_aspect_ratio not in ('pad', 'anyres'):
+            raise ValueError("image_aspect_ratio must be 'pad' or 'anyres', "
+                             f'got {image_aspect_ratio!r}')
+        self.image_aspect_ratio = image_aspect_ratio
+        self.mm_patch_merge_type = mm_patch_merge_type
+        self.image_grid_pinpoints = None
+        # A parameter slot either way: None unless 'spatial_unpad'.
+        self.register_parameter('image_newline', None)
+        if image_aspect_ratio == 'pad':
+            if image_grid_pinpoints is not None or \
+                    mm_patch_merge_type != 'flat':
+                raise ValueError(
+                    'image_grid_pinpoints and mm_patch_merge_type apply to '
+                    "image_aspect_ratio='anyres' only; with 'pad' each image "
+                    'is one tile.')
+            return
+        if image_grid_pinpoints is None:
+            raise ValueError("image_aspect_ratio='anyres' needs "
+                             'image_grid_pinpoints ((height, width) pairs).')
+        if mm_patch_merge_type not in MERGE_TYPES:
+            raise ValueError(f'mm_patch_merge_type must be one of '
+                             f'{MERGE_TYPES}, got {mm_patch_merge_type!r}')
+        if mm_patch_merge_type != 'flat' and \
+                self.vision_encoder.select_feature != 'patch':
+            raise ValueError(f'mm_patch_merge_type {mm_patch_merge_type!r} '
+                             'lays patches out as a grid; it needs the '
+                             "vision encoder's select_feature='patch'.")
+        self.image_grid_pinpoints = check_pinpoints(image_grid_pinpoints,
+                                                    self.tile_size)
+        if mm_patch_merge_type == 'spatial_unpad':
+            hidden = self.llm.config.hidden_size
+            self.image_newline = nn.Parameter(
+                torch.randn(hidden) / hidden**0.5)
+
+    def _load_connector(self, state: dict) -> None:
+        """Projector weights, and ``image_newline`` when the model has one
+        and the state holds it (else it keeps its initialisation)."""
+        newline = state.pop('image_newline', None)
+        self.projector.load_state_dict(state)
+        if newline is not None and self.image_newline is not None:
+            with torch.no_grad():
+                self.image_newline.copy_(newline)
+
+    @property
+    def tile_size(self) -> int:
+        """The vision tower's input side (one tile)."""
+        return self.vision_encoder.model.config.image_size
+
+    def image_token_count(self, image_size: Optional[Size] = None) -> int:
+        """Feature rows an image of ``(height, width)`` becomes in the LLM
+        input (the size matters only with AnyRes)."""
+        config = self.vision_encoder.model.config
+        side = config.image_size // config.patch_size
+        per_tile = side * side + int(
+            self.vision_encoder.select_feature == 'cls_patch')
+        if self.image_aspect_ratio == 'pad':
+            return per_tile
+        if image_size is None:
+            raise ValueError('With AnyRes the image tokens depend on the '
+                             'image size: give its (height, width).')
+        return count_image_tokens(image_size, self.image_grid_pinpoints,
+                                  self.tile_size, config.patch_size,
+                                  self.mm_patch_merge_type, per_tile)
+
     def trainable_parameter_counts(self) -> dict[str, int]:
         """Trainable parameter count of each part."""
-        return {
+        counts = {
             name: sum(p.numel() for p in part.parameters() if p.requires_grad)
             for name, part in (('vision_encoder', self.vision_encoder),
                                ('projector', self.projector),
                                ('llm', self.llm))
         }
+        if self.image_newline is not None:
+            counts['image_newline'] = self.image_newline.numel() \
+                if self.image_newline.requires_grad else 0
+        return counts
 
     def init_weights(self) -> None:
         """Keep the transformers initialisation and loaded weights."""
@@ -238,16 +333,66 @@ class LLaVA(BaseModel):
         # (N, N_patches, C_vision) -> (N, N_patches, C_llm)
         return self.projector(features)
 
-    def _embed_inputs(self, input_ids, attention_mask, labels, pixel_values,
-                      num_images, data_samples, padding_side):
+    def image_features(self, pixel_values: Optional[torch.Tensor],
+                       num_images: Sequence[int],
+                       image_sizes: Optional[torch.Tensor] = None
+                       ) -> list:
+        """Per sample, one ``(N_i, C_llm)`` feature block per image.
+
+        Args:
+            pixel_values (Tensor, optional): ``'pad'``: ``(sum num_images, 3,
+                S, S)``; ``'anyres'``: every image's tiles (base view first),
+                image after image.
+            num_images (Sequence[int]): Images per sample.
+            image_sizes (Tensor, optional): ``(sum num_images, 2)`` original
+                ``(height, width)`` per image; needed for ``'anyres'``.
+        """
+        if self.image_aspect_ratio == 'pad':
+            num_given = 0 if pixel_values is None else len(pixel_values)
+            if num_given != sum(num_images):
+                raise ValueError(
+                    f'{num_given} images given for a batch whose samples '
+                    f'count {sum(num_images)} ({list(num_images)}).')
+            # Per sample, (num_images_i, N_patches, C_llm): one row block
+            # per image.
+            return [[] for _ in num_images] if pixel_values is None \
+                else self.encode_images(pixel_values).split(list(num_images))
+        sizes = [] if image_sizes is None else \
+            [tuple(int(side) for side in size) for size in image_sizes]
+        if len(sizes) != sum(num_images):
+            raise ValueError(
+                f'{len(sizes)} image sizes given for a batch whose samples '
+                f"count {sum(num_images)} images ({list(num_images)}); "
+                "'anyres' needs each image's (height, width) (AnyResImage "
+                'adds image_sizes).')
+        tiles = [num_tiles(size, self.image_grid_pinpoints, self.tile_size)
+                 for size in sizes]
         num_given = 0 if pixel_values is None else len(pixel_values)
-        if num_given != sum(num_images):
-            raise ValueError(f'{num_given} images given for a batch whose '
-                             f'samples count {sum(num_images)} ({num_images}).')
-        # Per sample, (num_images_i, N_patches, C_llm): one row block per image.
-        features_per_sample = [[] for _ in num_images] \
-            if pixel_values is None \
-            else self.encode_images(pixel_values).split(list(num_images))
+        if num_given != sum(tiles):
+            raise ValueError(
+                f'{num_given} tiles given; the images of sizes {sizes} make '
+                f'{sum(tiles)} ({tiles}, base views included).')
+        if pixel_values is None:
+            return [[] for _ in num_images]
+        # All tiles of the batch in one vision call:
+        # (N_tiles, 3, S, S) -> (N_tiles, N_patches, C_llm)
+        features = self.encode_images(pixel_values).split(tiles)
+        merged = [
+            merge_tile_features(image, size, self.image_grid_pinpoints,
+                                self.tile_size, self.mm_patch_merge_type,
+                                self.image_newline)
+            for image, size in zip(features, sizes)]
+        per_sample, start = [], 0
+        for count in num_images:
+            per_sample.append(merged[start:start + count])
+            start += count
+        return per_sample
+
+    def _embed_inputs(self, input_ids, attention_mask, labels, pixel_values,
+                      num_images, data_samples, padding_side,
+                      image_sizes=None):
+        features_per_sample = self.image_features(pixel_values, num_images,
+                                                  image_sizes)
         return splice_image_features(
             input_ids, attention_mask, labels, features_per_sample,
             self.llm.get_input_embeddings(), padding_side,
@@ -260,31 +405,33 @@ class LLaVA(BaseModel):
                 pixel_values: Optional[torch.Tensor] = None,
                 num_images: Optional[Sequence[int]] = None,
                 data_samples: Optional[list] = None,
-                mode: str = 'tensor'):
+                mode: str = 'tensor',
+                image_sizes: Optional[torch.Tensor] = None):
         """Run in mmengine's three modes.
 
         ``'loss'`` returns ``dict(loss=...)``; ``'predict'`` returns
         :class:`DataSample` s with ``pred_text``; ``'tensor'`` returns the
-        logits ``(B, L', V)``.
+        logits ``(B, L', V)``. ``image_sizes`` (``'anyres'``): see
+        :meth:`image_features`.
         """
         num_images = num_images if num_images is not None \
             else [0] * len(input_ids)
         if mode == 'loss':
             return self.loss(input_ids, attention_mask, labels, pixel_values,
-                             num_images, data_samples)
+                             num_images, data_samples, image_sizes)
         if mode == 'predict':
             return self.predict(input_ids, attention_mask, pixel_values,
-                                num_images, data_samples)
+                                num_images, data_samples, image_sizes)
         if mode == 'tensor':
             embeds, mask, _ = self._embed_inputs(
                 input_ids, attention_mask, None, pixel_values, num_images,
-                data_samples, 'right')
+                data_samples, 'right', image_sizes)
             return self.llm(inputs_embeds=embeds, attention_mask=mask,
                             use_cache=False).logits
         raise ValueError(f'Unknown mode {mode!r}')
 
     def loss(self, input_ids, attention_mask, labels, pixel_values,
-             num_images, data_samples) -> dict:
+             num_images, data_samples, image_sizes=None) -> dict:
         """Next-token cross entropy over supervised tokens only.
 
         Logits are computed only where a label is supervised (the LM head
@@ -296,7 +443,7 @@ class LLaVA(BaseModel):
             raise ValueError("mode='loss' needs labels")
         embeds, mask, labels = self._embed_inputs(
             input_ids, attention_mask, labels, pixel_values, num_images,
-            data_samples, 'right')
+            data_samples, 'right', image_sizes)
         if self.packing_max_length is not None:
             packed = pack_batch(embeds, mask, labels, self.packing_max_length,
                                 sample_ids(data_samples))
@@ -343,15 +490,18 @@ class LLaVA(BaseModel):
         else:
             features = self.projector(torch.zeros(
                 0, self.vision_encoder.hidden_size, device=device))
+        if self.image_newline is not None:
+            return (features.sum() + self.image_newline.sum()) * 0.0
         return features.sum() * 0.0
 
     @torch.no_grad()
     def predict(self, input_ids, attention_mask, pixel_values, num_images,
-                data_samples) -> list[DataSample]:
+                data_samples, image_sizes=None) -> list[DataSample]:
         """Generate with ``generation_cfg`` (greedy by default) and set each
         sample's ``pred_text``."""
         texts = self.generate_answers(input_ids, attention_mask,
-                                      pixel_values, num_images, data_samples)
+                                      pixel_values, num_images, data_samples,
+                                      image_sizes=image_sizes)
         samples = data_samples or [DataSample() for _ in texts]
         for sample, text in zip(samples, texts):
             sample.set_field(text, 'pred_text', field_type='metainfo')
@@ -364,6 +514,7 @@ class LLaVA(BaseModel):
                          pixel_values: Optional[torch.Tensor] = None,
                          num_images: Optional[Sequence[int]] = None,
                          data_samples: Optional[list] = None,
+                         image_sizes: Optional[torch.Tensor] = None,
                          **generation_kwargs) -> list[str]:
         """Generate an answer per prompt, decoded and cut at the template's
         stop text.
@@ -372,8 +523,9 @@ class LLaVA(BaseModel):
         cache, so a sample's answer does not depend on its batch.
 
         Args:
-            input_ids, attention_mask, pixel_values, num_images: As the
-                data preprocessor returns them (right-padded prompts).
+            input_ids, attention_mask, pixel_values, num_images,
+                image_sizes: As the data preprocessor returns them
+                (right-padded prompts).
             data_samples (list, optional): Named in errors.
             **generation_kwargs: Override ``generation_cfg`` for this call
                 (e.g. ``max_new_tokens``, ``streamer``).
@@ -382,7 +534,7 @@ class LLaVA(BaseModel):
             else [0] * len(input_ids)
         embeds, mask, _ = self._embed_inputs(
             input_ids, attention_mask, None, pixel_values, num_images,
-            data_samples, 'left')
+            data_samples, 'left', image_sizes)
         config = {**self.generation_cfg, **generation_kwargs}
         # A stop text other than EOS (``plain`` stops at a newline) ends
         # generation early instead of running to max_new_tokens.

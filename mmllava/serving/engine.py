@@ -5,12 +5,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
-import torch
 from PIL import Image
 from transformers import StoppingCriteriaList
 
 from mmllava.apis.generation import build_test_pipeline, image_fields
-from mmllava.constants import IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX
+from mmllava.constants import IMAGE_TOKEN_INDEX
 from mmllava.models.answering import answer_samples
 from mmllava.serving.streaming import (BatchStreamer, RowResult,
                                        RowStoppingCriteria, RowStream)
@@ -91,19 +90,6 @@ class GenerationEngine:
         self._pipeline_lock = threading.Lock()
         self.context_length: Optional[int] = getattr(
             model.llm.config, 'max_position_embeddings', None)
-        self.image_rows = self._count_image_rows()
-
-    def _count_image_rows(self) -> int:
-        """Feature rows one image becomes (for prompt token counts)."""
-        sample = self.prepare([{'from': 'human',
-                                'value': f'{IMAGE_PLACEHOLDER}\nx'}],
-                              Image.new('RGB', (8, 8)), 'image-rows')
-        pixel_values = sample['inputs']['pixel_values']
-        parameter = next(self.model.parameters())
-        with torch.no_grad():
-            features = self.model.encode_images(
-                pixel_values.to(parameter.device))
-        return features.shape[1]
 
     def prepare(self, turns: list[dict], image: Optional[Image.Image],
                 request_id: str) -> dict:
@@ -119,10 +105,16 @@ class GenerationEngine:
                                       **image_fields(image)))
 
     def prompt_tokens(self, sample: dict) -> int:
-        """Prompt length as the LLM sees it, each image as its rows."""
+        """Prompt length as the LLM sees it, each image as its rows (with
+        AnyRes, a number that depends on the image's size)."""
         input_ids = sample['inputs']['input_ids']
         num_images = int((input_ids == IMAGE_TOKEN_INDEX).sum())
-        return len(input_ids) - num_images + num_images * self.image_rows
+        # Only AnyRes pipelines give sizes; padded images all count alike.
+        sizes = sample['inputs'].get('image_sizes')
+        sizes = [None] * num_images if sizes is None \
+            else [tuple(size) for size in sizes.tolist()]
+        image_rows = sum(self.model.image_token_count(size) for size in sizes)
+        return len(input_ids) - num_images + image_rows
 
     def run_batch(self, jobs: list[GenerationJob]) -> None:
         """Generate all jobs as one batch (equal sampling settings)."""

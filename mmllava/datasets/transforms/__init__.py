@@ -1,4 +1,5 @@
 """Transforms of the data path; importing this module registers them."""
+from mmllava.datasets.transforms.anyres import AnyResImage
 from mmllava.datasets.transforms.formatting import PackLLaVAInputs
 from mmllava.datasets.transforms.image import (BlankImage, PadToSquare,
                                                ProcessImage)
@@ -6,4 +7,4 @@ from mmllava.datasets.transforms.loading import LoadImage
 from mmllava.datasets.transforms.tokenize import TokenizeConversation
 
 __all__ = ['LoadImage', 'BlankImage', 'PadToSquare', 'ProcessImage',
-           'TokenizeConversation', 'PackLLaVAInputs']
+           'AnyResImage', 'TokenizeConversation', 'PackLLaVAInputs']

@@ -1,6 +1,6 @@
 """Conversation -> template -> ``input_ids`` and ``labels``."""
 import logging
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 from mmcv.transforms import BaseTransform
 from mmengine.logging import print_log
@@ -9,25 +9,53 @@ from mmllava.constants import (IGNORE_INDEX, IMAGE_PLACEHOLDER,
                                IMAGE_TOKEN_INDEX)
 from mmllava.conversation import (GPT, build_generation_prompt,
                                   get_template, tokenize_conversation)
+from mmllava.models.anyres import check_pinpoints, count_image_tokens
 from mmllava.models.tokenizer import build_tokenizer
 from mmllava.registry import TRANSFORMS
 
 
-def truncate_to_length(input_ids: list[int], labels: list[int],
-                       max_length: int,
-                       num_image_tokens: int) -> tuple[list[int], list[int]]:
+def truncate_to_length(
+        input_ids: list[int], labels: list[int], max_length: int,
+        num_image_tokens: Union[int, Sequence[int]]
+) -> tuple[list[int], list[int]]:
     """Cut a sample so that, with each image expanded to
-    ``num_image_tokens`` rows, it fits ``max_length``.
+    ``num_image_tokens`` rows (one count for every image, or one per image
+    in placeholder order), it fits ``max_length``.
 
     The cut never falls inside an image: an image that does not fit whole is
     dropped with everything after it.
     """
+    counts = iter([num_image_tokens] * input_ids.count(IMAGE_TOKEN_INDEX)
+                  if isinstance(num_image_tokens, int) else num_image_tokens)
     length = 0
     for index, token in enumerate(input_ids):
-        length += num_image_tokens if token == IMAGE_TOKEN_INDEX else 1
+        length += next(counts) if token == IMAGE_TOKEN_INDEX else 1
         if length > max_length:
             return input_ids[:index], labels[:index]
     return input_ids, labels
+
+
+class AnyResTokenCount:
+    """Image tokens per image size for AnyRes (see
+    :func:`~mmllava.models.anyres.count_image_tokens`).
+
+    Args:
+        grid_pinpoints (list): ``(height, width)`` grid resolutions.
+        tile_size (int): The vision tower's image size.
+        patch_size (int): The vision tower's patch size.
+        merge_type (str): The model's ``mm_patch_merge_type``.
+    """
+
+    def __init__(self, grid_pinpoints: list, tile_size: int, patch_size: int,
+                 merge_type: str) -> None:
+        self.grid_pinpoints = check_pinpoints(grid_pinpoints, tile_size)
+        self.tile_size, self.patch_size = tile_size, patch_size
+        self.merge_type = merge_type
+
+    def __call__(self, image_size: tuple[int, int]) -> int:
+        return count_image_tokens(image_size, self.grid_pinpoints,
+                                  self.tile_size, self.patch_size,
+                                  self.merge_type)
 
 
 def check_image_count(input_ids: list[int], num_images: int,
@@ -59,8 +87,11 @@ class TokenizeConversation(BaseTransform):
         tokenizer (dict): Tokenizer config (``PretrainedTokenizer``).
         template (str): Chat template name (``plain``, ``vicuna_v1``, ...).
         max_length (int, optional): Longest sequence the model sees.
-        num_image_tokens (int): Feature rows one image becomes (576 for
-            CLIP ViT-L/14 at 336 px). Needed with ``max_length``.
+        num_image_tokens (int | dict): Feature rows one image becomes (576
+            for CLIP ViT-L/14 at 336 px), or for AnyRes a dict of
+            :class:`AnyResTokenCount`'s arguments (``grid_pinpoints``,
+            ``tile_size``, ``patch_size``, ``merge_type``): each image is
+            counted from its size. Needed with ``max_length``.
         mode (str): ``'train'`` or ``'predict'``. Defaults to ``'train'``.
     """
 
@@ -68,7 +99,7 @@ class TokenizeConversation(BaseTransform):
                  tokenizer: dict,
                  template: str,
                  max_length: Optional[int] = None,
-                 num_image_tokens: Optional[int] = None,
+                 num_image_tokens: Union[int, dict, None] = None,
                  mode: str = 'train') -> None:
         if mode not in ('train', 'predict'):
             raise ValueError(f"mode must be 'train' or 'predict', got {mode!r}")
@@ -81,7 +112,8 @@ class TokenizeConversation(BaseTransform):
         self.tokenizer = build_tokenizer(tokenizer)
         self.template = get_template(template)
         self.max_length = max_length
-        self.num_image_tokens = num_image_tokens
+        self.num_image_tokens = AnyResTokenCount(**num_image_tokens) \
+            if isinstance(num_image_tokens, dict) else num_image_tokens
         self.mode = mode
         self.num_truncated = 0
         self.num_dropped = 0
@@ -106,12 +138,19 @@ class TokenizeConversation(BaseTransform):
         if self.max_length is not None:
             full_length = len(input_ids)
             input_ids, labels = truncate_to_length(
-                input_ids, labels, self.max_length, self.num_image_tokens)
+                input_ids, labels, self.max_length,
+                self._image_token_counts(results))
             if len(input_ids) < full_length:
                 return self._after_truncation(results, input_ids, labels,
                                               full_length)
         results['input_ids'], results['labels'] = input_ids, labels
         return results
+
+    def _image_token_counts(self, results: dict) -> Union[int, list[int]]:
+        if isinstance(self.num_image_tokens, int):
+            return self.num_image_tokens
+        return [self.num_image_tokens((image.height, image.width))
+                for image in results.get('images', [])]
 
     def _after_truncation(self, results: dict, input_ids: list[int],
                           labels: list[int], full_length: int
@@ -133,7 +172,8 @@ class TokenizeConversation(BaseTransform):
             logger='current', level=logging.WARNING)
         kept_images = input_ids.count(IMAGE_TOKEN_INDEX)
         results['images'] = results.get('images', [])[:kept_images]
-        if 'pixel_values' in results:
-            results['pixel_values'] = results['pixel_values'][:kept_images]
+        for key in ('pixel_values', 'image_sizes'):
+            if key in results:
+                results[key] = results[key][:kept_images]
         results['input_ids'], results['labels'] = input_ids, labels
         return results
