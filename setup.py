@@ -30,6 +30,7 @@ setup(
     install_requires=read_requirements('runtime.txt'),
     extras_require={
         'demo': read_requirements('demo.txt'),
+        'deepspeed': read_requirements('deepspeed.txt'),
         'tests': read_requirements('tests.txt'),
     },
 )

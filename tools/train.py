@@ -1,23 +1,30 @@
 """Train a LLaVA model with an mmengine Runner.
 
     python tools/train.py configs/llava/llava-1.5-7b_ft.py [--work-dir DIR]
-        [--resume [CKPT]] [--amp] [--cfg-options key=value ...]
-        [--launcher none|pytorch|slurm|mpi]
+        [--resume [CKPT]] [--amp [--amp-dtype bfloat16|float16]]
+        [--strategy deepspeed_zero2|deepspeed_zero3|deepspeed_zero3_offload
+                    |fsdp|STRATEGY_CONFIG]
+        [--cfg-options key=value ...] [--launcher none|pytorch|slurm|mpi]
+
+Without ``--strategy`` mmengine's Runner trains (one process, or DDP under
+a launcher); with one, its FlexibleRunner does (see docs/distributed.md).
 """
 import argparse
+from pathlib import Path
 
 from mmengine.config import Config
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 # Version fixes; loops, hooks and the safe checkpoint loader.
 import mmllava.engine  # noqa: F401
 from mmllava.utils.launch import (adapt_to_machine, add_runner_args,
-                                  apply_runner_args, parse_runner_args)
+                                  apply_amp, apply_runner_args,
+                                  apply_strategy, parse_runner_args)
 
-
-#: ``--amp`` keeps a guarded wrapper guarded.
-AMP_WRAPPERS = {'GuardedOptimWrapper': 'GuardedAmpOptimWrapper',
-                'GuardedAmpOptimWrapper': 'GuardedAmpOptimWrapper'}
+#: ``--strategy NAME`` reads ``NAME.py`` here.
+STRATEGY_DIR = Path(__file__).resolve().parents[1] / \
+    'configs/llava/_base_/strategies'
 
 
 def parse_args() -> argparse.Namespace:
@@ -29,17 +36,41 @@ def parse_args() -> argparse.Namespace:
         'when no path is given')
     parser.add_argument(
         '--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument(
+        '--amp-dtype', choices=['bfloat16', 'float16'],
+        help='--amp\'s compute dtype (default: bfloat16 where supported, '
+        'else float16 with dynamic loss scaling; CPUs take bfloat16 only)')
+    parser.add_argument(
+        '--strategy',
+        help='train through mmengine\'s FlexibleRunner with this strategy: '
+        'a file name from configs/llava/_base_/strategies (e.g. '
+        'deepspeed_zero2) or a config file that sets `strategy`')
     add_runner_args(parser, 'where logs and checkpoints go',
                     'train_dataloader.batch_size=4')
-    return parse_runner_args(parser)
+    args = parse_runner_args(parser)
+    if args.amp_dtype is not None and not args.amp:
+        parser.error('--amp-dtype needs --amp')
+    return args
+
+
+def strategy_config(name: str) -> Config:
+    """The strategy file ``--strategy`` names (a name or a path)."""
+    path = Path(name) if name.endswith('.py') else STRATEGY_DIR / f'{name}.py'
+    if not path.is_file():
+        known = sorted(p.stem for p in STRATEGY_DIR.glob('*.py'))
+        raise FileNotFoundError(
+            f'--strategy {name}: no file {path}; give one of {known} or a '
+            'config file that sets `strategy`')
+    return Config.fromfile(str(path))
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    if args.strategy is not None:
+        cfg.merge_from_dict(strategy_config(args.strategy).to_dict())
     cfg = apply_runner_args(cfg, args)
     if args.amp:
-        cfg.optim_wrapper.type = AMP_WRAPPERS.get(cfg.optim_wrapper.type,
-                                                  'AmpOptimWrapper')
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        cfg = apply_amp(cfg, args.amp_dtype)
+    cfg = apply_strategy(cfg)
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
@@ -52,7 +83,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
-    runner = Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg \
+        else Runner.from_cfg(cfg)
     runner.train()
 
 

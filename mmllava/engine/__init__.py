@@ -1,6 +1,8 @@
 """Training and test loops, hooks, optimizer wrappers, the atomic checkpoint
 backend and the safe checkpoint loader; importing this module registers
-them."""
+them, and applies the fixes to mmengine's DeepSpeed and FSDP strategies."""
+# Before the runner builds a strategy.
+from mmllava.utils import compat_distributed  # noqa: F401
 from mmllava.engine.atomic_file_backend import AtomicLocalBackend
 from mmllava.engine.checkpoint_hook import AtomicCheckpointHook
 from mmllava.engine.checkpoint_loader import load_local_checkpoint

@@ -1,9 +1,10 @@
 """Optimizer wrappers that refuse an update from a gradient that carries
 nothing to learn (all zero) or would corrupt the weights (NaN or inf)."""
 import math
-from typing import List
+from typing import List, Union
 
 import torch
+from mmengine.device import get_device
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
@@ -84,6 +85,43 @@ class GuardedAmpOptimWrapper(SkipBadStepMixin, AmpOptimWrapper):
     :class:`GuardedOptimWrapper`; overflows of fp16 loss scaling stay with
     the loss scaler.
 
-    Takes :class:`AmpOptimWrapper`'s arguments (``optimizer``, ``clip_grad``,
-    ``accumulative_counts``, ``loss_scale``, ``dtype``).
+    On an accelerator it is mmengine's wrapper unchanged. On the CPU, where
+    mmengine 0.10.7's wrapper refuses to start (it asserts a GPU, NPU, MLU
+    or MUSA device), it autocasts to bfloat16 without loss scaling: bf16
+    has fp32's exponent range, so gradients do not underflow, and the
+    scaler stays disabled (state and checkpoints carry no scale). The guard
+    then also skips non-finite steps itself.
+
+    Args:
+        loss_scale (float or str or dict): As in :class:`AmpOptimWrapper`
+            (on an accelerator); unused on the CPU. Defaults to
+            ``'dynamic'``.
+        dtype (str or torch.dtype, optional): The autocast dtype. On the CPU
+            only ``'bfloat16'`` (the default there). Defaults to None
+            (mmengine's default on an accelerator).
+        use_fsdp (bool): As in :class:`AmpOptimWrapper` (a sharded loss
+            scaler for FSDP); unused on the CPU. Defaults to False.
+        **kwargs: :class:`OptimWrapper` arguments (``optimizer``,
+            ``clip_grad``, ``accumulative_counts``).
+
+    Raises:
+        ValueError: On the CPU, if ``dtype`` is not bfloat16.
     """
+
+    def __init__(self, loss_scale: Union[str, float, dict] = 'dynamic',
+                 dtype: Union[str, torch.dtype, None] = None,
+                 use_fsdp: bool = False, **kwargs) -> None:
+        if get_device() != 'cpu':
+            super().__init__(loss_scale=loss_scale, dtype=dtype,
+                             use_fsdp=use_fsdp, **kwargs)
+            return
+        if dtype not in (None, 'bfloat16', torch.bfloat16):
+            raise ValueError(
+                f'Mixed precision on the CPU computes in bfloat16 only, got '
+                f'dtype={dtype!r} (mmengine 0.10.7 autocasts the CPU to '
+                'bfloat16 only); use --amp-dtype bfloat16, or a GPU for '
+                'float16.')
+        OptimWrapper.__init__(self, **kwargs)
+        self._scale_update_param = None
+        self.loss_scaler = torch.amp.GradScaler('cpu', enabled=False)
+        self.cast_dtype = torch.bfloat16

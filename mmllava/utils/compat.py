@@ -1,6 +1,7 @@
 """Fixes for the pinned stack, each naming the version it works around."""
 import numpy as np
 import torch
+from mmengine.config import ConfigDict
 from mmengine.logging import HistoryBuffer
 
 
@@ -23,14 +24,18 @@ def allow_mmengine_checkpoint_globals() -> None:
     torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine
     0.10.7 checkpoints hold the message hub's ``HistoryBuffer`` and numpy
     scalars and arrays, which the safe unpickler refuses. Allow-listing just
-    these types keeps the safety (no arbitrary code runs on load).
+    these types (and mmengine's ``ConfigDict``, a dict) keeps the safety
+    (no arbitrary code runs on load).
     """
     # numpy 2 pickles arrays through numpy._core (numpy.core is deprecated).
     numpy_types = [np.ndarray, np.dtype, np._core.multiarray._reconstruct,
                    np._core.multiarray.scalar]
     numpy_types += [type(np.dtype(name)) for name in (
         'float64', 'float32', 'float16', 'int64', 'int32', 'bool')]
-    torch.serialization.add_safe_globals([HistoryBuffer, *numpy_types])
+    # DeepSpeed checkpoints (mmengine 0.10.7's DeepSpeedStrategy) store
+    # DeepSpeed's config, built from the strategy's ConfigDicts.
+    torch.serialization.add_safe_globals([HistoryBuffer, ConfigDict,
+                                          *numpy_types])
 
 
 def skip_set_device_without_cuda() -> None:

@@ -1,8 +1,11 @@
 """What tools/train.py and tools/test.py share: the runner's command-line
-options, and settings that depend on the machine the run starts on."""
+options, settings that depend on the machine the run starts on, and how a
+recipe is run under mixed precision or a sharding strategy (DeepSpeed,
+FSDP)."""
 import argparse
 import os
 import os.path as osp
+from typing import Optional
 
 import torch
 from mmengine.config import Config, DictAction
@@ -74,12 +77,112 @@ def adapt_to_machine(cfg: Config) -> Config:
     """Let a distributed run start on a machine without CUDA.
 
     The configs name NCCL and CUDA device ids, right for GPU clusters; on a
-    CPU-only machine processes talk through gloo and DDP takes no device
-    ids. GPU runs are left as configured.
+    CPU-only machine processes talk through gloo, DDP takes no device ids
+    and FSDP's device is the CPU. GPU runs are left as configured.
     """
     if cfg.get('launcher', 'none') != 'none' and not torch.cuda.is_available():
         cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
         cfg.env_cfg.dist_cfg.backend = 'gloo'
-        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
-                                     device_ids=None)
+        strategy = cfg.get('strategy') or {}
+        if strategy.get('type') == 'FSDPStrategy':
+            strategy.setdefault('model_wrapper', {})['device_id'] = 'cpu'
+        elif not strategy:
+            cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
+                                         device_ids=None)
+    return cfg
+
+
+#: ``--amp`` turns a guarded wrapper into its AMP twin; other wrappers
+#: become mmengine's ``AmpOptimWrapper``.
+AMP_WRAPPERS = {'GuardedOptimWrapper': 'GuardedAmpOptimWrapper',
+                'GuardedAmpOptimWrapper': 'GuardedAmpOptimWrapper'}
+
+
+def default_amp_dtype() -> str:
+    """bfloat16 where the machine computes in it (CPUs, Ampere and newer
+    GPUs), else float16."""
+    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        return 'float16'
+    return 'bfloat16'
+
+
+def apply_amp(cfg: Config, dtype: Optional[str] = None) -> Config:
+    """Train in mixed precision: ``dtype`` (default
+    :func:`default_amp_dtype`) autocast with fp32 weights, and dynamic loss
+    scaling for float16.
+
+    Under a DeepSpeed strategy, DeepSpeed's own ``bf16`` or ``fp16`` mode
+    is turned on instead (bf16 weights and activations, fp32 master weights
+    in the optimizer).
+    """
+    dtype = dtype or default_amp_dtype()
+    if dtype not in ('bfloat16', 'float16'):
+        raise ValueError(
+            f'--amp-dtype must be bfloat16 or float16, got {dtype!r}')
+    strategy = cfg.get('strategy') or {}
+    if strategy.get('type') == 'DeepSpeedStrategy':
+        # fp16's loss_scale=0 is DeepSpeed's dynamic loss scaling.
+        strategy[dict(bfloat16='bf16', float16='fp16')[dtype]] = dict(
+            enabled=True) if dtype == 'bfloat16' else dict(
+                enabled=True, loss_scale=0)
+        return cfg
+    wrapper = cfg.optim_wrapper
+    wrapper.type = AMP_WRAPPERS.get(wrapper.get('type', 'OptimWrapper'),
+                                    'AmpOptimWrapper')
+    wrapper.dtype = dtype
+    if dtype == 'float16':
+        wrapper.setdefault('loss_scale', 'dynamic')
+    return cfg
+
+
+#: Optimizer wrapper keys that DeepSpeed's config takes over; the others
+#: (``type`` aside) are the optimizer's construction.
+DEEPSPEED_WRAPPER_KEYS = ('type', 'optimizer', 'clip_grad',
+                          'accumulative_counts', 'paramwise_cfg',
+                          'constructor')
+
+
+def apply_strategy(cfg: Config) -> Config:
+    """Hand the recipe's training settings to its ``strategy`` (a no-op
+    for configs without one, which the plain Runner runs).
+
+    DeepSpeed steps the optimizer itself, so the optimizer wrapper becomes
+    mmengine's ``DeepSpeedOptimWrapper`` and its ``clip_grad.max_norm`` and
+    ``accumulative_counts`` become DeepSpeed's ``gradient_clipping`` and
+    ``gradient_accumulation_steps``; the dataloader's batch size is the
+    micro batch per process. An offloaded optimizer runs DeepSpeed's CPU
+    Adam in place of torch's AdamW. Values the strategy sets itself win.
+
+    Raises:
+        ValueError: If the optimizer wrapper has a setting DeepSpeed cannot
+            take over (a clipping other than by the global L2 norm, an AMP
+            wrapper's keys: use ``--amp``).
+    """
+    strategy = cfg.get('strategy')
+    if not strategy or strategy.get('type') != 'DeepSpeedStrategy':
+        return cfg
+    wrapper = cfg.optim_wrapper
+    unknown = sorted(set(wrapper) - set(DEEPSPEED_WRAPPER_KEYS))
+    if unknown:
+        raise ValueError(
+            f'optim_wrapper keys {unknown} have no DeepSpeed equivalent '
+            '(mixed precision: use --amp, which sets DeepSpeed\'s bf16/fp16)')
+    clip_grad = wrapper.pop('clip_grad', None)
+    if clip_grad:
+        if (clip_grad.get('type', 'norm') != 'norm'
+                or clip_grad.get('norm_type', 2) != 2
+                or set(clip_grad) - {'type', 'max_norm', 'norm_type'}):
+            raise ValueError(
+                'DeepSpeed clips by the global L2 norm only; optim_wrapper.'
+                f'clip_grad is {dict(clip_grad)}')
+        strategy.setdefault('gradient_clipping', clip_grad['max_norm'])
+    strategy.setdefault('gradient_accumulation_steps',
+                        wrapper.pop('accumulative_counts', 1))
+    strategy.setdefault('train_micro_batch_size_per_gpu',
+                        cfg.train_dataloader.batch_size)
+    if (strategy.get('zero_optimization', {}).get('offload_optimizer')
+            and wrapper.optimizer.type == 'AdamW'):
+        wrapper.optimizer.type = 'DeepSpeedCPUAdam'
+        wrapper.optimizer.adamw_mode = True
+    wrapper.type = 'DeepSpeedOptimWrapper'
     return cfg

@@ -11,6 +11,7 @@ from mmpretrain.structures import DataSample
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.engine.optim_wrappers import (SKIPPED_STEPS_KEY,
+                                           GuardedAmpOptimWrapper,
                                            GuardedOptimWrapper)
 from mmllava.registry import MODELS, OPTIM_WRAPPERS
 
@@ -147,10 +148,10 @@ def test_an_active_loss_scaler_keeps_the_overflow():
 
 def test_wrappers_build_from_configs():
     model = linear()
-    for name in ('GuardedOptimWrapper', ):
+    for name in ('GuardedOptimWrapper', 'GuardedAmpOptimWrapper'):
         wrapper = OPTIM_WRAPPERS.build(dict(
             type=name, optimizer=adamw(model)))
-        assert isinstance(wrapper, GuardedOptimWrapper)
+        assert type(wrapper).__name__ == name
 
 
 # A real LLaVA: a batch whose every label is masked.
@@ -203,3 +204,51 @@ def test_an_all_masked_llava_batch_gives_a_finite_loss_and_no_update(
     assert log_vars['loss'].item() == 0
     moved = not same(weights(model), before)
     assert moved == (wrapper_type is OptimWrapper)
+
+
+# bf16 AMP on the CPU (mmengine's AmpOptimWrapper asserts a GPU).
+# ---------------------------------------------------------------------------
+def test_cpu_amp_autocasts_to_bf16_as_torch_does(tokenizer):
+    """The wrapper's context is torch's CPU bf16 autocast: the same loss,
+    bit for bit, as the model run under ``torch.autocast`` directly, and
+    within bf16 rounding of the fp32 loss."""
+    model = tiny_llava(tokenizer).train()
+    wrapper = GuardedAmpOptimWrapper(optimizer=adamw(model))
+    batch = model.data_preprocessor(llava_batch(masked=False), True)
+    with wrapper.optim_context(model):
+        amp_loss = model(**batch, mode='loss')['loss']
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        reference = model(**batch, mode='loss')['loss']
+    fp32_loss = model(**batch, mode='loss')['loss']
+    assert torch.equal(amp_loss, reference)
+    assert amp_loss.item() != fp32_loss.item()
+    assert amp_loss.item() == pytest.approx(fp32_loss.item(), rel=1e-2)
+
+
+def test_cpu_amp_steps_like_the_plain_wrapper_without_scaling():
+    """bf16 needs no loss scaling: with the scaler off, the update is the
+    plain wrapper's, and the checkpointed state holds no scale."""
+    amp, plain = linear(), linear()
+    amp_wrapper = GuardedAmpOptimWrapper(optimizer=adamw(amp),
+                                         dtype='bfloat16')
+    plain_wrapper = OptimWrapper(optimizer=adamw(plain))
+    for seed in range(2):
+        amp_wrapper.update_params(regression_loss(amp, seed))
+        plain_wrapper.update_params(regression_loss(plain, seed))
+    assert same(weights(amp), weights(plain))
+    assert amp_wrapper.state_dict()['loss_scaler'] == {}
+
+
+def test_cpu_amp_skips_a_nan_step():
+    """No scaler sees overflows on the CPU, so the guard skips them."""
+    model = linear()
+    wrapper = GuardedAmpOptimWrapper(optimizer=adamw(model))
+    before = weights(model)
+    wrapper.update_params(regression_loss(model) * float('nan'))
+    assert same(weights(model), before)
+    assert MessageHub.get_current_instance().get_info(SKIPPED_STEPS_KEY) == 1
+
+
+def test_cpu_amp_refuses_float16():
+    with pytest.raises(ValueError, match='bfloat16 only.*--amp-dtype'):
+        GuardedAmpOptimWrapper(optimizer=adamw(linear()), dtype='float16')
