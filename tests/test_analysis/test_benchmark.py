@@ -121,3 +121,55 @@ def test_parts_refuses_an_unknown_part():
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "unknown parts ['trianing']" in result.stderr
+
+
+def llava_next_counts(image_sizes, pinpoints, tile, patch):
+    """Image tokens and tiles per image as transformers' LlavaNext
+    processor and model count them (CLIP tower, CLS dropped)."""
+    from transformers import LlavaNextImageProcessorPil, LlavaNextProcessor
+    from transformers.models.llava_next.modeling_llava_next import \
+        image_size_to_num_patches
+    processor = LlavaNextProcessor.__new__(LlavaNextProcessor)
+    processor.image_processor = LlavaNextImageProcessorPil(
+        size=dict(shortest_edge=tile), crop_size=dict(height=tile, width=tile),
+        image_grid_pinpoints=pinpoints)
+    processor.patch_size = patch
+    processor.num_additional_image_tokens = 1
+    processor.vision_feature_select_strategy = 'default'
+    processor.images_kwargs = {}
+    tokens = processor._get_num_multimodal_tokens(
+        [tuple(size) for size in image_sizes]).num_image_tokens
+    tiles = [image_size_to_num_patches(tuple(size), pinpoints, tile)
+             for size in image_sizes]
+    return tokens, tiles
+
+
+def test_anyres_part_counts_as_transformers(tmp_path):
+    out = tmp_path / 'results.json'
+    result = subprocess.run(
+        [sys.executable, str(TOOL), '--quick', '--threads', '1', '--parts',
+         'anyres', '--out', str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(out.read_text())
+    cost = results['anyres']
+    vision = results['setup']['sizes']['vision']
+    tokens, tiles = llava_next_counts(
+        cost['image_sizes'], cost['grid_pinpoints'], vision['image_size'],
+        vision['patch_size'])
+    assert cost['anyres']['image_tokens'] == tokens
+    assert cost['anyres']['tiles'] == tiles
+    per_tile = (vision['image_size'] // vision['patch_size'])**2
+    assert cost['pad']['image_tokens'] == [per_tile] * len(tokens)
+    # The LLM runs each sample's text plus its image rows, the same text
+    # in both modes.
+    extra = [a - p for a, p in zip(cost['anyres']['image_tokens'],
+                                   cost['pad']['image_tokens'])]
+    assert [a - p for a, p in zip(cost['anyres']['positions'],
+                                  cost['pad']['positions'])] == extra
+    rows = {row['figure']: row for row in cost['rows']}
+    assert rows['image tokens per image']['ratio'] == pytest.approx(
+        sum(tokens) / (per_tile * len(tokens)))
+    for row in cost['rows']:
+        assert row['pad'] > 0 and row['anyres'] > 0
+        assert f'| {row["figure"]} |' in result.stdout

@@ -1,7 +1,7 @@
 """mmllava against transformers' LlavaForConditionalGeneration, side by side.
 
     python tools/analysis/benchmark.py [--quick] [--device cuda] [--out F]
-        [--parts training,generation,data]
+        [--parts training,generation,data,anyres]
 
 Builds one random LLaVA (a CLIP ViT 6 x 384 at 224 px / 14, 256 image
 tokens; a Llama 8 x 512, vocabulary 32001; about 70M parameters) twice, in
@@ -18,7 +18,10 @@ the real LLaMA tokenizer) it measures, in this one run:
   the losses of settings fed the same batches must agree;
 - greedy generation: new tokens/s at batch 1 and 8, answers equal;
 - the data path, json record to collated batch, against the official
-  preprocessing written per sample; outputs equal.
+  preprocessing written per sample; outputs equal;
+- AnyRes against pad at the same base resolution (LLaVA-NeXT's grids at the
+  tower's size, spatial_unpad): image tokens, tiles and LLM positions, data
+  path and training samples/s of one model on the image conversations.
 
 See docs/benchmark.md for what each figure means.
 """
@@ -30,6 +33,9 @@ from pathlib import Path
 
 import torch
 
+from mmllava.analysis.benchmark.anyres_cost import (anyres_rows,
+                                                    benchmark_anyres,
+                                                    format_anyres_table)
 from mmllava.analysis.benchmark.batches import (baseline_batch,
                                                 build_datasets, load_samples,
                                                 mmllava_batch)
@@ -66,7 +72,7 @@ MEMORY_SETTINGS = (BEST, 'baseline_random', 'baseline_best')
 
 
 #: What the benchmark can measure; ``--parts`` picks some.
-PARTS = ('training', 'generation', 'data')
+PARTS = ('training', 'generation', 'data', 'anyres')
 
 
 def parse_parts(value: str) -> list[str]:
@@ -268,14 +274,24 @@ def main() -> None:
         data_rows, checks['data_path'] = measure_data_path(
             sizes, tokenizer, paths, datasets)
         rows += data_rows
+    if 'anyres' in args.parts:
+        cost = benchmark_anyres(sizes, tokenizer, tokenizer_dir, paths,
+                                weights, args.device)
+        results['anyres'] = dict(cost, rows=anyres_rows(cost))
+        log('AnyRes against pad measured')
     results['setup'] = dict(
         sizes=sizes.to_dict(), parameters=num_params, samples=len(samples),
         device=args.device, threads=torch.get_num_threads(), seed=args.seed,
         parts=args.parts, seconds=time.time() - started, **facts)
-    print(format_table(rows))
+    if rows:
+        print(format_table(rows))
+    if 'anyres' in results:
+        print(format_anyres_table(results['anyres']['rows']))
     failed = [name for name, check in checks.items() if not check['equal']]
-    print('checks: ' + ', '.join(
-        f'{name} {"FAILED" if name in failed else "ok"}' for name in checks))
+    if checks:
+        print('checks: ' + ', '.join(
+            f'{name} {"FAILED" if name in failed else "ok"}'
+            for name in checks))
     if 'gemm_peak_flops' in facts:
         print(f'GEMM peak {facts["gemm_peak_flops"] / 1e12:.3f} TFLOP/s')
     print(f'took {results["setup"]["seconds"]:.0f} s')

@@ -32,6 +32,8 @@ class Sizes:
         data_samples (int): Records read by each data path per round.
         data_rounds (int): Interleaved repeats of each data path.
         gemm_size (int): Side of the square matmul timed for the peak.
+        anyres_steps (int): Training steps of the AnyRes-against-pad part.
+        anyres_rounds (int): Interleaved repeats of those steps.
     """
 
     vision: dict
@@ -49,6 +51,8 @@ class Sizes:
     data_samples: int = 64
     data_rounds: int = 2
     gemm_size: int = 2048
+    anyres_steps: int = 2
+    anyres_rounds: int = 2
     image_processor: dict = field(init=False)
 
     def __post_init__(self) -> None:
@@ -98,7 +102,8 @@ QUICK = dict(
     llm=llama(64, 2, 4, 128),
     num_samples=12, batch_size=4, epochs=2, caption_tokens=(10, 20),
     conversation_tokens=(30, 120), packing_max_length=512, new_tokens=4,
-    generation_rounds=1, data_samples=8, data_rounds=1, gemm_size=256)
+    generation_rounds=1, data_samples=8, data_rounds=1, gemm_size=256,
+    anyres_steps=1, anyres_rounds=1)
 
 
 def get_sizes(quick: bool, **overrides) -> Sizes:
