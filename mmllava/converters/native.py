@@ -308,9 +308,13 @@ def split_parts(shards: Shards) -> Iterator[tuple[str, str, torch.Tensor]]:
     """``(part, key within the part, tensor)`` for each tensor; part is
     ``'vision'``, ``'projector'``, ``'llm'`` or ``'newline'`` (the AnyRes
     ``image_newline``, key ``''``), and ``'end_of_shard'`` after each shard
-    (writers flush there). Unknown keys fail."""
+    (writers flush there). Unknown keys and LoRA adapter keys fail."""
     for tensors in shards:
         for key, tensor in tensors.items():
+            if '.lora_' in key or '.base_layer.' in key:
+                raise KeyError(
+                    f'{key!r} is a LoRA adapter key: merge the adapters '
+                    'first (tools/model_converters/merge_mmllava_lora.py).')
             if key == NEWLINE_KEY:
                 yield 'newline', '', tensor
                 continue

@@ -15,6 +15,7 @@ from mmllava.conversation import cut_at_stop, get_template
 from mmllava.models.anyres import (MERGE_TYPES, Size, check_pinpoints,
                                    count_image_tokens, merge_tile_features,
                                    num_tiles)
+from mmllava.models.lora import apply_lora
 from mmllava.models.packing import (check_packing_cfg, pack_batch,
                                     use_packed_attention)
 from mmllava.models.projectors import build_projector
@@ -181,6 +182,13 @@ class LLaVA(BaseModel):
             itself (see docs/packing.md). Sets the LLM's attention to
             ``'sdpa_packed'`` unless it uses flash attention. Defaults to
             None (off).
+        lora (dict, optional): Train the LLM through LoRA adapters (peft)
+            instead of in full: ``dict(r=128, alpha=256, dropout=0.05,
+            target='all-linear')`` (the official recipe; any key may be left
+            out), and ``vision_encoder=dict(r=..., alpha=..., dropout=...,
+            target=...)`` to adapt the vision tower too. The LLM's own
+            weights freeze; the projector trains (see docs/lora.md).
+            Defaults to None (off).
         data_preprocessor (dict, optional): Defaults to
             ``LLaVADataPreprocessor``.
         init_cfg (dict, optional): mmengine init config.
@@ -201,6 +209,7 @@ class LLaVA(BaseModel):
                  image_grid_pinpoints: Optional[list] = None,
                  mm_patch_merge_type: str = 'flat',
                  packing: Optional[dict] = None,
+                 lora: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         # Built from mmllava's registry: BaseModel would look the type up in
@@ -234,6 +243,16 @@ class LLaVA(BaseModel):
                              'vision encoder (freeze_vision_encoder=True).')
         if freeze_llm:
             self.llm.requires_grad_(False)
+        if lora is not None:
+            if freeze_llm:
+                raise ValueError('lora trains the LLM through adapters; it '
+                                 'needs freeze_llm=False.')
+            if not freeze_vision_encoder and \
+                    lora.get('vision_encoder') is not None:
+                raise ValueError(
+                    'lora.vision_encoder adapts a frozen vision tower; it '
+                    'needs freeze_vision_encoder=True.')
+            apply_lora(self, lora)
         print_log('Trainable parameters: ' + ', '.join(
             f'{name} {count:,}'
             for name, count in self.trainable_parameter_counts().items()),

@@ -41,7 +41,7 @@ def registered(name: str) -> bool:
 
 
 def test_there_are_recipes():
-    assert len(CONFIGS) >= 23
+    assert len(CONFIGS) >= 24
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda path: path.stem)
