@@ -236,6 +236,76 @@ def test_process_image_text_only_gives_empty_tensor():
 
 
 # ---------------------------------------------------------------------------
+# The image path end to end: LoadImage, PadToSquare, ProcessImage against
+# the official steps (PIL open + convert, expand2square, CLIPImageProcessor)
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def photo_files(tmp_path_factory):
+    """Real photos as the data path meets them: JPEG (lossy, decoded) and
+    PNG, wide, tall, square and odd sizes, every PIL mode LoadImage takes,
+    saved without EXIF, plus one JPEG whose EXIF says 'rotate' (neither
+    path applies it)."""
+    folder = tmp_path_factory.mktemp('photos')
+    files = []
+
+    def save(name, image, **kwargs):
+        files.append(folder / name)
+        image.save(files[-1], **kwargs)
+
+    rocket, coffee = photos.rocket(), photos.coffee()
+    for size in ((640, 480), (427, 640), (500, 375), (512, 512), (640, 1),
+                 (1, 480), (5, 3), (1, 1)):
+        image = Image.fromarray(rocket).resize(size)
+        save(f'rocket_{size[0]}x{size[1]}.jpg', image, quality=90)
+        save(f'rocket_{size[0]}x{size[1]}.png', image)
+    save('chelsea.jpg', Image.fromarray(photos.chelsea()))
+    save('gray.jpg', Image.fromarray(photos.camera()).resize((300, 200)))
+    save('gray.png', Image.fromarray(photos.camera()[100:300]))
+    rgba = Image.fromarray(coffee).convert('RGBA')
+    rgba.putalpha(Image.fromarray(np.tile(
+        np.linspace(0, 255, rgba.width, dtype=np.uint8), (rgba.height, 1))))
+    save('rgba.png', rgba)
+    save('palette.png', Image.fromarray(coffee).quantize(64))
+    save('palette_transparent.png', Image.fromarray(coffee).quantize(64),
+         transparency=0)
+    save('cmyk.jpg', Image.fromarray(coffee).convert('CMYK'))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90
+    save('exif_rotated.jpg', Image.fromarray(coffee), exif=exif)
+    return files
+
+
+def official_pixels(path, processor_kwargs):
+    """The official LLaVA image steps, with the processor's PIL backend."""
+    processor = transformers.CLIPImageProcessorPil(**processor_kwargs)
+    image = Image.open(path).convert('RGB')
+    image = official_expand2square(image, tuple(
+        int(x * 255) for x in processor.image_mean))
+    return processor.preprocess(image, return_tensors='pt')['pixel_values']
+
+
+@pytest.mark.parametrize('processor_kwargs', [
+    dict(size=dict(shortest_edge=224), crop_size=dict(height=224,
+                                                      width=224)),
+    dict(size=dict(shortest_edge=32), crop_size=dict(height=32, width=32),
+         image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25]),
+], ids=['clip_224', 'small_custom_mean'])
+def test_image_path_is_bitwise_the_official_one(processor_kwargs,
+                                                photo_files):
+    mean = transformers.CLIPImageProcessorPil(**processor_kwargs).image_mean
+    pipeline = [LoadImage(), PadToSquare(mean=mean),
+                ProcessImage(dict(type='CLIPImageProcessor',
+                                  **processor_kwargs))]
+    for path in photo_files:
+        results = dict(img_path=str(path), sample_id=path.name)
+        for step in pipeline:
+            results = step(results)
+        expected = official_pixels(path, processor_kwargs)
+        assert results['pixel_values'].dtype == torch.float32
+        assert torch.equal(results['pixel_values'], expected), path.name
+
+
+# ---------------------------------------------------------------------------
 # TokenizeConversation
 # ---------------------------------------------------------------------------
 def human(value):

@@ -7,6 +7,8 @@ import transformers
 from mmcv.transforms import BaseTransform
 from PIL import Image
 
+from mmllava.datasets.transforms.fast_image import (FastImageProcessor,
+                                                    SquarePadding)
 from mmllava.registry import TRANSFORMS
 from mmllava.utils.files import require_local_folder
 
@@ -32,20 +34,26 @@ def build_image_processor(cfg: dict):
 
 
 def pad_to_square(image: Image.Image,
-                  background: tuple[int, int, int]) -> Image.Image:
-    """Centre ``image`` on a square canvas of ``background`` colour."""
+                  background: tuple[int, int, int]) -> SquarePadding:
+    """Centre ``image`` on a square canvas of ``background`` colour (a
+    square image is its own canvas)."""
     width, height = image.size
     if width == height:
-        return image
+        return SquarePadding(image, image, (0, 0), background)
     side = max(width, height)
+    offset = ((side - width) // 2, (side - height) // 2)
     canvas = Image.new(image.mode, (side, side), background)
-    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
-    return canvas
+    canvas.paste(image, offset)
+    return SquarePadding(canvas, image, offset, background)
 
 
 @TRANSFORMS.register_module()
 class PadToSquare(BaseTransform):
     """Pad each image to a square, as LLaVA-1.5 (``image_aspect_ratio='pad'``).
+
+    Also adds ``square_paddings``, how each canvas was made, which
+    :class:`ProcessImage` uses to resize a canvas faster (see
+    :mod:`~mmllava.datasets.transforms.fast_image`).
 
     Args:
         mean (Sequence[float]): The image processor's mean in 0-1; the
@@ -57,14 +65,19 @@ class PadToSquare(BaseTransform):
         self.background = tuple(int(255 * value) for value in mean)
 
     def transform(self, results: dict) -> dict:
-        results['images'] = [pad_to_square(image, self.background)
-                             for image in results['images']]
+        paddings = [pad_to_square(image, self.background)
+                    for image in results['images']]
+        results['images'] = [padding.canvas for padding in paddings]
+        results['square_paddings'] = paddings
         return results
 
 
 @TRANSFORMS.register_module()
 class ProcessImage(BaseTransform):
     """Run the transformers image processor (resize, crop, normalise).
+
+    The processor's work is done by :class:`FastImageProcessor`: the same
+    float32 values, bit for bit, in a fraction of the time.
 
     Adds ``pixel_values``: ``(num_images, 3, H, W)`` float32, or an empty
     tensor for a text-only sample.
@@ -75,14 +88,13 @@ class ProcessImage(BaseTransform):
 
     def __init__(self, image_processor: dict) -> None:
         self.image_processor = build_image_processor(image_processor)
+        self.fast_processor = FastImageProcessor(self.image_processor)
 
     def transform(self, results: dict) -> dict:
         images = results['images']
-        if not images:
-            results['pixel_values'] = torch.empty(0)
-            return results
-        processed = self.image_processor(images, return_tensors='pt')
-        results['pixel_values'] = processed['pixel_values'].float()
+        results['pixel_values'] = self.fast_processor(
+            images, results.get('square_paddings', ())) if images \
+            else torch.empty(0)
         return results
 
 

@@ -29,7 +29,10 @@ class LoadImage(BaseTransform):
             return results
         try:
             with Image.open(path) as image:
-                results['images'] = [image.convert('RGB')]
+                image.load()
+                # convert() of an RGB image is a copy: skip it.
+                results['images'] = [image if image.mode == 'RGB'
+                                     else image.convert('RGB')]
         except (OSError, ValueError) as error:
             raise OSError(f'Sample {results.get("sample_id")!r}: cannot read '
                           f'image {path}: {error}') from error

@@ -1,0 +1,198 @@
+"""A transformers PIL image processor's work in fewer passes, with the same
+bits out.
+
+transformers' PIL backend turns an image into a numpy array, back into a PIL
+image to resize it, into float64 to rescale and into float32 to normalise,
+moving channels in between. For an RGB PIL image :class:`FastImageProcessor`
+resizes with PIL directly (the processor's filter, no ``reducing_gap``, as the
+backend calls it, so the same pixels), centre-crops the uint8 result and maps
+every uint8 level to its final float with one table lookup per channel. The
+table is the processor's own ``rescale`` and ``normalize`` applied to the 256
+levels; both are element-wise, so each pixel gets exactly the float the
+processor would give it.
+
+A canvas that :class:`~mmllava.datasets.transforms.PadToSquare` made from a
+wide image is resized without resizing its padding rows across: PIL resizes
+in two passes, across then down, rounding to uint8 in between, and across a
+row of one colour gives that colour back, so the padding rows of the first
+pass are known without computing them (a quarter of that pass for a 4:3
+photo).
+"""
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers.image_processing_backends import PilBackend
+from transformers.image_transforms import center_crop
+from transformers.image_utils import (ChannelDimension,
+                                      validate_preprocess_arguments)
+
+#: The PilBackend steps the fast path reproduces; a processor class that
+#: overrides any of them runs as it is.
+REPRODUCED_METHODS = ('preprocess', '_preprocess_image_like_inputs',
+                      '_prepare_image_like_inputs', '_standardize_kwargs',
+                      'process_image', 'convert_to_rgb', '_preprocess',
+                      'resize', 'center_crop', 'rescale', 'normalize')
+#: The resize targets the fast path computes, as the backend does.
+REPRODUCED_SIZES = ({'shortest_edge'}, {'height', 'width'})
+#: PIL filters resized in two separable passes (``ImagingResample``).
+TWO_PASS_FILTERS = (Image.Resampling.BOX, Image.Resampling.BILINEAR,
+                    Image.Resampling.HAMMING, Image.Resampling.BICUBIC,
+                    Image.Resampling.LANCZOS)
+
+
+@dataclass(frozen=True)
+class SquarePadding:
+    """How an image was centred on a square canvas.
+
+    Args:
+        canvas (Image.Image): The square canvas.
+        image (Image.Image): The image pasted on it.
+        offset (tuple[int, int]): Where its top-left corner went.
+        background (tuple[int, int, int]): The colour around it.
+    """
+
+    canvas: Image.Image
+    image: Image.Image
+    offset: tuple[int, int]
+    background: tuple[int, int, int]
+
+
+def resize_canvas(padding: SquarePadding, size: tuple[int, int],
+                  resample: int) -> Image.Image:
+    """``padding.canvas.resize(size, resample)``, bit for bit, without the
+    first pass over the padding rows of a canvas made from a wide image."""
+    canvas, image = padding.canvas, padding.image
+    if image.width <= image.height or resample not in TWO_PASS_FILTERS:
+        return canvas.resize(size, resample)
+    width, height = size
+    # The first pass (across, to the new width) of the image rows; of the
+    # padding rows it would give back the background colour.
+    rows = image.resize((width, image.height), resample)
+    strip = Image.new(canvas.mode, (width, canvas.height), padding.background)
+    strip.paste(rows, (0, padding.offset[1]))
+    # The second pass (down), over every row, as PIL's own.
+    return strip.resize((width, height), resample)
+
+
+def resized_size(height: int, width: int, size) -> tuple[int, int]:
+    """``(height, width)`` the backend resizes an image to: its shorter edge
+    to ``size.shortest_edge`` (the longer one scaled and truncated), or
+    ``(size.height, size.width)``."""
+    if size.shortest_edge is None:
+        return size.height, size.width
+    short, long = (width, height) if width <= height else (height, width)
+    new_short = size.shortest_edge
+    new_long = int(new_short * long / short)
+    return (new_long, new_short) if width <= height \
+        else (new_short, new_long)
+
+
+class FastImageProcessor:
+    """Run a transformers PIL image processor (resize, centre crop, rescale,
+    normalise) on a list of images, bitwise equal to calling it and casting
+    to float32.
+
+    RGB PIL images without a transparency key take the fast path; any other
+    image, and every image of a processor this module does not reproduce
+    (one that pads, resizes to a longest edge, or overrides a backend step),
+    goes through the processor itself.
+
+    Args:
+        processor: A transformers PIL-backend image processor.
+    """
+
+    def __init__(self, processor) -> None:
+        self.processor = processor
+        self.fast = self.reproducible(processor)
+        if self.fast:
+            self.table = self.level_table(processor)
+
+    @staticmethod
+    def reproducible(processor) -> bool:
+        """Whether the fast path gives this processor's output."""
+        if not isinstance(processor, PilBackend) or any(
+                getattr(type(processor), name) is not getattr(
+                    PilBackend, name) for name in REPRODUCED_METHODS):
+            return False
+        if processor.do_pad:
+            return False
+        if processor.do_resize and \
+                set(dict(processor.size)) not in REPRODUCED_SIZES:
+            return False
+        # Settings the processor would reject go to it, to fail there.
+        try:
+            validate_preprocess_arguments(
+                do_rescale=processor.do_rescale,
+                rescale_factor=processor.rescale_factor,
+                do_normalize=processor.do_normalize,
+                image_mean=processor.image_mean,
+                image_std=processor.image_std,
+                do_center_crop=processor.do_center_crop,
+                crop_size=processor.crop_size,
+                do_resize=processor.do_resize, size=processor.size,
+                resample=processor.resample)
+        except ValueError:
+            return False
+        return True
+
+    @staticmethod
+    def level_table(processor) -> np.ndarray:
+        """``(3, 256)`` float32: channel ``c``'s level ``v`` as the processor
+        rescales and normalises it (channels first, as the backend holds
+        images)."""
+        levels = np.tile(np.arange(256, dtype=np.uint8), (3, 1, 1))
+        if processor.do_rescale:
+            levels = processor.rescale(levels, processor.rescale_factor)
+        if processor.do_normalize:
+            levels = processor.normalize(levels, processor.image_mean,
+                                         processor.image_std)
+        return np.ascontiguousarray(levels[:, 0].astype(np.float32))
+
+    def __call__(self, images: Sequence,
+                 paddings: Sequence[SquarePadding] = ()) -> torch.Tensor:
+        """``(len(images), 3, H, W)`` float32 pixel values.
+
+        Args:
+            images (Sequence): The images.
+            paddings (Sequence[SquarePadding]): How some of them (canvases,
+                by identity) were padded to squares.
+        """
+        # The paddings hold their canvases, so an id names one canvas.
+        padding_of = {id(padding.canvas): padding for padding in paddings}
+        # numpy stacks: torch.stack may wake its thread pool, which costs
+        # more than the copy on a busy machine.
+        return torch.from_numpy(np.stack([
+            self.process(image, padding_of.get(id(image)))
+            for image in images]))
+
+    def process(self, image,
+                padding: Optional[SquarePadding] = None) -> np.ndarray:
+        """One image's ``(3, H, W)`` float32 pixel values."""
+        if not (self.fast and isinstance(image, Image.Image)
+                and image.mode == 'RGB'
+                and image.info.get('transparency') is None):
+            # The processor composites transparency onto white; other
+            # inputs (arrays, other modes) are its own to convert.
+            return self.processor(image, return_tensors='np')[
+                'pixel_values'][0].astype(np.float32)
+        processor = self.processor
+        if processor.do_resize:
+            height, width = resized_size(image.height, image.width,
+                                         processor.size)
+            if (width, height) != image.size:
+                image = image.resize((width, height), processor.resample) \
+                    if padding is None else resize_canvas(
+                        padding, (width, height), processor.resample)
+        pixels = np.asarray(image)  # (H, W, 3) uint8
+        if processor.do_center_crop:
+            crop = processor.crop_size
+            pixels = center_crop(pixels, (crop.height, crop.width),
+                                 input_data_format=ChannelDimension.LAST)
+        values = np.empty((3, ) + pixels.shape[:2], dtype=np.float32)
+        for channel in range(3):
+            np.take(self.table[channel], pixels[..., channel],
+                    out=values[channel])
+        return values
