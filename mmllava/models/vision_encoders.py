@@ -62,6 +62,12 @@ class HFVisionEncoder(nn.Module):
             self.model = self.model_class._from_config(
                 self.config_class(**config),
                 attn_implementation=attn_implementation, dtype=dtype)
+        num_layers = len(self.layers)
+        if not -num_layers - 1 <= select_layer <= num_layers:
+            raise ValueError(
+                f'select_layer {select_layer} is out of range: the tower has '
+                f'{num_layers} layers, so {num_layers + 1} hidden states '
+                f'(-{num_layers + 1} to {num_layers}).')
         self.select_layer = select_layer
         self.select_feature = select_feature
         self.trainable_from_layer = trainable_from_layer
@@ -91,13 +97,21 @@ class HFVisionEncoder(nn.Module):
                                      self.num_used_layers]:
                 layer.requires_grad_(True)
 
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Hidden state 0: the input of the first layer."""
+        return self.model.embeddings(pixel_values)
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W) -> (N, N_patches[+1], C_vision)``."""
         pixel_values = pixel_values.to(self.model.dtype)
         any_trainable = any(p.requires_grad for p in self.parameters())
         with torch.set_grad_enabled(any_trainable and torch.is_grad_enabled()):
-            outputs = self.model(pixel_values, output_hidden_states=True)
-        features = outputs.hidden_states[self.select_layer]
+            # Hidden state i is the input of layer i, so only the layers
+            # before the selected state run: the ones after it, the final
+            # norm and any pooling head would not change the features.
+            features = self.embed(pixel_values)
+            for layer in self.layers[:self.num_used_layers]:
+                features = layer(features, None)
         if self.select_feature == 'patch' and self.has_cls_token:
             features = features[:, 1:]
         return features
@@ -110,6 +124,9 @@ class CLIPVisionEncoder(HFVisionEncoder):
     model_class = CLIPVisionModel
     config_class = CLIPVisionConfig
     has_cls_token = True
+
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.pre_layrnorm(self.model.embeddings(pixel_values))
 
 
 @MODELS.register_module()

@@ -175,3 +175,58 @@ def test_torch_dtype_sets_parameters_and_casts_pixels(pixel_values):
     assert encoder.model.dtype == torch.bfloat16
     with torch.no_grad():
         assert encoder(pixel_values).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize('encoder_class, model_class, config_class, vision', [
+    (CLIPVisionEncoder, CLIPVisionModel, CLIPVisionConfig, CLIP),
+    (SiglipVisionEncoder, SiglipVisionModel, SiglipVisionConfig, SIGLIP),
+])
+@pytest.mark.parametrize('select_layer', [-2, -1, -4, 0, 1, 3])
+def test_features_are_bitwise_transformers_hidden_state(
+        encoder_class, model_class, config_class, vision, select_layer,
+        pixel_values):
+    """Only the layers before the selected state run, yet the features are
+    exactly transformers' ``output_hidden_states=True`` selection."""
+    torch.manual_seed(4)
+    reference = model_class(config_class(**vision)).eval()
+    encoder = encoder_class(config=vision, select_layer=select_layer,
+                            select_feature='cls_patch'
+                            if encoder_class.has_cls_token else 'patch')
+    encoder.model.load_state_dict(reference.state_dict())
+    with torch.no_grad():
+        features = encoder(pixel_values)
+    expected = reference_hidden_states(reference, pixel_values)[select_layer]
+    assert torch.equal(features, expected)
+
+
+def test_layers_after_the_selected_state_do_not_run(pixel_values):
+    encoder = CLIPVisionEncoder(config=CLIP, select_layer=-2)
+    calls = []
+    for index, layer in enumerate(encoder.layers):
+        layer.register_forward_hook(
+            lambda module, args, output, index=index: calls.append(index))
+    with torch.no_grad():
+        encoder(pixel_values)
+    assert calls == [0, 1]
+
+
+@pytest.mark.parametrize('encoder_class, model_class, config_class, vision', [
+    (CLIPVisionEncoder, CLIPVisionModel, CLIPVisionConfig, CLIP),
+    (SiglipVisionEncoder, SiglipVisionModel, SiglipVisionConfig, SIGLIP),
+])
+def test_state_dict_keeps_every_transformers_key(encoder_class, model_class,
+                                                 config_class, vision):
+    """Unused layers, the final norm and SigLIP's head stay in the weights:
+    checkpoints and converters see the whole tower."""
+    expected = {f'model.{key}'
+                for key in model_class(config_class(**vision)).state_dict()}
+    assert set(encoder_class(config=vision).state_dict()) == expected
+    assert any('.head.' in key for key in expected) == (
+        encoder_class is SiglipVisionEncoder)
+
+
+@pytest.mark.parametrize('select_layer', [-5, 4])
+def test_select_layer_out_of_range_raises(select_layer):
+    with pytest.raises(ValueError, match='out of range: the tower has 3 '
+                       'layers'):
+        CLIPVisionEncoder(config=CLIP, select_layer=select_layer)
