@@ -12,6 +12,7 @@ from mmllava.analysis.benchmark.models import mmllava_config
 from mmllava.analysis.benchmark.sizes import Sizes
 from mmllava.analysis.benchmark.training import synchronize
 from mmllava.datasets import LLaVADataset
+from mmllava.models import splice_image_features
 from mmllava.registry import MODELS
 
 #: Aspect layouts of LLaVA-NeXT's grids (1x2, 2x1, 2x2, 1x3, 3x1 tiles), in
@@ -67,6 +68,20 @@ def build_models(sizes: Sizes, tokenizer_dir: str,
     return models
 
 
+def spliced_length(model, sample: dict) -> int:
+    """Positions the LLM runs for one sample: its text with each image's
+    feature rows spliced in (the tower and projector run, the LLM does
+    not)."""
+    batch = model.data_preprocessor(pseudo_collate([sample]))
+    features = model.image_features(batch['pixel_values'],
+                                    batch['num_images'],
+                                    batch.get('image_sizes'))
+    _, mask, _ = splice_image_features(
+        batch['input_ids'], batch['attention_mask'], None, features,
+        model.llm.get_input_embeddings())
+    return int(mask.sum())
+
+
 def interleaved_seconds(calls: dict[str, Callable[[], None]], rounds: int,
                         device: str) -> dict[str, float]:
     """Each call's total time over ``rounds``, the calls interleaved."""
@@ -110,10 +125,8 @@ def benchmark_anyres(sizes: Sizes, tokenizer, tokenizer_dir: str,
             else tiles_per_image(samples['anyres'])
         results[mode].update(image_tokens=tokens, tiles=tiles)
         with torch.no_grad():
-            results[mode]['positions'] = [
-                int(model(**model.data_preprocessor(pseudo_collate([s])),
-                          mode='tensor').shape[1])
-                for s in samples[mode]]
+            results[mode]['positions'] = [spliced_length(model, sample)
+                                          for sample in samples[mode]]
 
     def read(mode):
         batch = [datasets[mode][index] for index in indices]
