@@ -1,5 +1,8 @@
 """Fixtures shared by the test modules."""
+import subprocess
+import time
 from pathlib import Path
+from typing import Callable
 
 import mmengine
 import pytest
@@ -43,6 +46,28 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='session')
+def kill_after_records() -> Callable:
+    """``kill(command, env, out, timeout)``: start ``command``, SIGKILL it
+    once ``out`` holds 3 records (no cleanup runs), and return the process
+    and its output."""
+
+    def kill(command: list, env: dict, out: Path,
+             timeout: float) -> tuple[subprocess.Popen, str]:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + timeout
+        while not (out.exists() and out.read_text().count('\n') >= 3):
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, \
+                f'no records in {timeout:.0f} s'
+            time.sleep(0.02)
+        process.kill()
+        return process, process.communicate()[0]
+
+    return kill
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,9 +6,7 @@ import dataclasses
 import importlib.util
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -40,7 +38,8 @@ def slow_demo_reply(body, index):
 
 @pytest.mark.slow  # a tool process (imports torch): ~6 s on an idle machine
 def test_kill_then_rerun_writes_every_image_once(make_contexts, tmp_path,
-                                                 api_key, capsys):
+                                                 api_key, capsys,
+                                                 kill_after_records):
     contexts = make_contexts(12)
     out = tmp_path / 'out.jsonl'
     malformed = {'img-07': [Reply('I cannot help with that.')]}
@@ -52,16 +51,8 @@ def test_kill_then_rerun_writes_every_image_once(make_contexts, tmp_path,
     env = dict(os.environ, **{KEY_ENV: api_key})
     with ReplayServer(by_marker(malformed, slow_demo_reply)) as server:
         command += ['--base-url', server.base_url]
-        first = subprocess.Popen([sys.executable, str(TOOL)] + command,
-                                 env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 60
-        while not (out.exists() and out.read_text().count('\n') >= 3):
-            assert first.poll() is None, first.stdout.read()
-            assert time.monotonic() < deadline, 'no records in 60 s'
-            time.sleep(0.02)
-        first.kill()  # SIGKILL: no cleanup runs
-        first_log = first.communicate()[0]
+        first, first_log = kill_after_records(
+            [sys.executable, str(TOOL)] + command, env, out, 60)
         assert first.returncode == -9
         first_requests = list(server.requests)
         written_first = [json.loads(line)['id']

@@ -5,9 +5,7 @@ import importlib.util
 import json
 import os
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -91,7 +89,8 @@ def test_the_modes_and_formats_are_checked(capsys):
 
 @pytest.mark.slow  # a tool process (imports torch): ~6 s on an idle machine
 def test_kill_then_rerun_captions_every_image_once(tmp_path, api_key,
-                                                   helpers, capsys):
+                                                   helpers, capsys,
+                                                   kill_after_records):
     images = tmp_path / 'images'
     names = helpers['write_images'](images, 10)
     out = tmp_path / 'out.jsonl'
@@ -105,16 +104,8 @@ def test_kill_then_rerun_captions_every_image_once(tmp_path, api_key,
     env = dict(os.environ, **{KEY_ENV: api_key})
     with ReplayServer(slow_reply) as server:
         command += ['--base-url', server.base_url]
-        first = subprocess.Popen([sys.executable, str(TOOL)] + command,
-                                 env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 90
-        while not (out.exists() and out.read_text().count('\n') >= 3):
-            assert first.poll() is None, first.stdout.read()
-            assert time.monotonic() < deadline, 'no records in 90 s'
-            time.sleep(0.02)
-        first.kill()  # SIGKILL: no cleanup runs
-        first_log = first.communicate()[0]
+        first, first_log = kill_after_records(
+            [sys.executable, str(TOOL)] + command, env, out, 90)
         assert first.returncode == -9
         first_requests = list(server.requests)
         written_first = [json.loads(line)['id']
