@@ -111,24 +111,26 @@ class Segment:
     supervised: bool
 
 
-def render_conversation(conversations: Sequence[dict],
-                        template: ChatTemplate,
-                        has_image: bool,
-                        add_generation_prompt: bool = False,
-                        sample_id: object = None) -> list[Segment]:
-    """Render LLaVA turns (``{'from': 'human'|'gpt', 'value': str}``).
+def checked_turns(conversations: Sequence[dict],
+                  template: ChatTemplate,
+                  has_image: bool,
+                  add_generation_prompt: bool = False,
+                  sample_id: object = None) -> list[dict]:
+    """The turns a template renders, checked: a leading assistant turn
+    dropped, then human and gpt alternating, each a non-empty string, and
+    ``<image>`` only in human turns of a record with an image.
 
     Args:
         conversations (Sequence[dict]): The record's turns.
-        template (ChatTemplate): How to render them.
-        has_image (bool): Whether the record has an image; ``<image>`` in the
-            text of a record without one is an error.
-        add_generation_prompt (bool): End with the assistant prefix, for
-            generation. Defaults to False.
+        template (ChatTemplate): The template (``plain`` takes one image
+            question and its answer).
+        has_image (bool): Whether the record has an image.
+        add_generation_prompt (bool): Whether the turns end with the
+            question to answer. Defaults to False.
         sample_id: Named in errors.
 
-    Returns:
-        list[Segment]: The prompt, piece by piece.
+    Raises:
+        ValueError: Naming the sample and the turn that breaks a rule.
     """
     turns = list(conversations)
     # The official preprocessing drops a leading assistant turn.
@@ -159,7 +161,30 @@ def render_conversation(conversations: Sequence[dict],
                 f'Sample {sample_id!r}: template {template.name!r} needs one '
                 f'image and a human turn with {IMAGE_PLACEHOLDER}, then one answer '
                 f'(got {len(turns)} turns, image={has_image}).')
+    return turns
 
+
+def render_conversation(conversations: Sequence[dict],
+                        template: ChatTemplate,
+                        has_image: bool,
+                        add_generation_prompt: bool = False,
+                        sample_id: object = None) -> list[Segment]:
+    """Render LLaVA turns (``{'from': 'human'|'gpt', 'value': str}``).
+
+    Args:
+        conversations (Sequence[dict]): The record's turns.
+        template (ChatTemplate): How to render them.
+        has_image (bool): Whether the record has an image; ``<image>`` in the
+            text of a record without one is an error.
+        add_generation_prompt (bool): End with the assistant prefix, for
+            generation. Defaults to False.
+        sample_id: Named in errors.
+
+    Returns:
+        list[Segment]: The prompt, piece by piece.
+    """
+    turns = checked_turns(conversations, template, has_image,
+                          add_generation_prompt, sample_id)
     segments = [Segment(template.system, False)]
     for turn in turns:
         message = move_image_to_front(turn['value']) if has_image \

@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 from mmllava.constants import (IGNORE_INDEX, IMAGE_PLACEHOLDER,
                                IMAGE_TOKEN_INDEX)
 from mmllava.conversation import (GPT, HUMAN, TEMPLATES, ChatTemplate,
-                                  move_image_to_front, render_conversation)
+                                  checked_turns, move_image_to_front)
 
 IM_START, IM_END = '<|im_start|>', '<|im_end|>'
 #: The system message of LLaVA-NeXT's ``conv_qwen`` and ``preprocess_qwen``.
@@ -82,11 +82,8 @@ def tokenize_chatml_training(conversations: Sequence[dict],
     """
     # Turn order, empty turns and where <image> may stand are checked as for
     # every template.
-    render_conversation(conversations, template, has_image,
-                        sample_id=sample_id)
-    turns = list(conversations)
-    if turns and turns[0]['from'] == GPT:
-        turns = turns[1:]
+    turns = checked_turns(conversations, template, has_image,
+                          sample_id=sample_id)
     im_start, im_end = chatml_token_ids(tokenizer)
 
     def encode(text: str) -> list[int]:
