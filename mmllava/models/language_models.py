@@ -9,6 +9,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM,
 
 from mmllava.registry import MODELS
 from mmllava.utils.files import require_local_folder
+from mmllava.utils.rng import rng_left_as_found
 
 QUANTIZATIONS = ('4bit', )
 
@@ -79,10 +80,11 @@ def build_causal_lm(pretrained: Optional[str] = None,
             raise ValueError(f'quantization={quantization!r} quantizes '
                              'loaded weights: give `pretrained`.')
     if pretrained is not None:
-        model = AutoModelForCausalLM.from_pretrained(
-            require_local_folder(pretrained, 'LLM'),
-            attn_implementation=attn_implementation, dtype=dtype,
-            trust_remote_code=trust_remote_code, **kwargs)
+        with rng_left_as_found():
+            model = AutoModelForCausalLM.from_pretrained(
+                require_local_folder(pretrained, 'LLM'),
+                attn_implementation=attn_implementation, dtype=dtype,
+                trust_remote_code=trust_remote_code, **kwargs)
     else:
         config = dict(config)
         model_config = AutoConfig.for_model(config.pop('model_type'), **config)

@@ -22,6 +22,7 @@ from mmllava.models.projectors import build_projector
 from mmllava.models.tokenizer import build_tokenizer
 from mmllava.registry import MODELS
 from mmllava.utils.files import resolve_checkpoint
+from mmllava.utils.parameters import full_numel
 from mmllava.utils.safe_load import load_torch_file
 
 
@@ -326,15 +327,17 @@ class LLaVA(BaseModel):
                                   self.mm_patch_merge_type, per_tile)
 
     def trainable_parameter_counts(self) -> dict[str, int]:
-        """Trainable parameter count of each part."""
+        """Trainable parameter count of each part (whole counts, also for
+        parameters that DeepSpeed ZeRO-3 holds partitioned)."""
         counts = {
-            name: sum(p.numel() for p in part.parameters() if p.requires_grad)
+            name: sum(full_numel(p) for p in part.parameters()
+                      if p.requires_grad)
             for name, part in (('vision_encoder', self.vision_encoder),
                                ('projector', self.projector),
                                ('llm', self.llm))
         }
         if self.image_newline is not None:
-            counts['image_newline'] = self.image_newline.numel() \
+            counts['image_newline'] = full_numel(self.image_newline) \
                 if self.image_newline.requires_grad else 0
         return counts
 

@@ -9,6 +9,7 @@ from transformers import (CLIPVisionConfig, CLIPVisionModel,
 
 from mmllava.registry import MODELS
 from mmllava.utils.files import require_local_folder
+from mmllava.utils.rng import rng_left_as_found
 
 
 class HFVisionEncoder(nn.Module):
@@ -54,10 +55,11 @@ class HFVisionEncoder(nn.Module):
                              "select_feature='patch'")
         dtype = getattr(torch, torch_dtype)
         if pretrained is not None:
-            self.model = self.model_class.from_pretrained(
-                require_local_folder(pretrained, 'Vision encoder'),
-                attn_implementation=attn_implementation,
-                dtype=dtype)
+            with rng_left_as_found():
+                self.model = self.model_class.from_pretrained(
+                    require_local_folder(pretrained, 'Vision encoder'),
+                    attn_implementation=attn_implementation,
+                    dtype=dtype)
         else:
             self.model = self.model_class._from_config(
                 self.config_class(**config),
