@@ -4,6 +4,7 @@ import math
 from typing import List, Union
 
 import torch
+import torch.distributed as dist
 from mmengine.device import get_device
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
@@ -12,6 +13,19 @@ from mmllava.registry import OPTIM_WRAPPERS
 
 #: The message hub's runtime-info key counting the steps skipped so far.
 SKIPPED_STEPS_KEY = 'skipped_steps'
+
+
+def sharded_total_norm(gradients: List[torch.Tensor]) -> float | None:
+    """The L2 norm of the gradient whose shards the ranks hold (this
+    rank's are ``gradients``), or None if no rank holds any. A collective:
+    every rank must call it."""
+    device = gradients[0].device if gradients else torch.device(get_device())
+    squares_and_count = torch.tensor(
+        [sum(float(g.double().pow(2).sum()) for g in gradients),
+         len(gradients)], dtype=torch.float64, device=device)
+    dist.all_reduce(squares_and_count)
+    squares, count = squares_and_count.tolist()
+    return math.sqrt(squares) if count else None
 
 
 class SkipBadStepMixin:
@@ -26,12 +40,19 @@ class SkipBadStepMixin:
 
     The check reads gradients after backward, where DDP has already
     averaged them over the ranks, so every rank takes the same decision
-    without another collective. A non-finite micro-batch in an accumulation
+    without another collective. Under FSDP each rank holds a shard of the
+    gradient: the strategy sets :attr:`sharded_gradients` and the norm is
+    summed over the ranks, so they still decide alike (a rank that skipped
+    alone would leave the others waiting in the clipping's collective). A
+    non-finite micro-batch in an accumulation
     window poisons the window's sum, so the whole window is skipped. Under
     AMP with an active loss scaler, a non-finite scaled gradient is an
     overflow the scaler must see (it skips the step itself and lowers the
     scale), so only the zero case is handled here.
     """
+
+    #: Whether each rank's gradients are a shard of the whole (FSDP).
+    sharded_gradients: bool = False
 
     def step(self, **kwargs) -> None:
         reason = self._reason_to_skip()
@@ -49,9 +70,11 @@ class SkipBadStepMixin:
 
     def _reason_to_skip(self) -> str | None:
         gradients = self._gradients()
-        if not gradients:
+        norm = sharded_total_norm(gradients) if self.sharded_gradients \
+            else torch.nn.utils.get_total_norm(gradients).item() \
+            if gradients else None
+        if norm is None:
             return 'no trainable weight has a gradient'
-        norm = torch.nn.utils.get_total_norm(gradients).item()
         if norm == 0:
             return 'the gradient is zero (no supervised token)'
         if not math.isfinite(norm) and not self._scaler_handles_overflow():

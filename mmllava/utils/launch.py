@@ -73,12 +73,25 @@ def apply_runner_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
+#: FSDP's ``state_dict_cfg='full'`` (whole weights and optimizer state,
+#: on rank 0) without the offload to the CPU.
+CPU_FULL_STATE_DICT_CFG = dict(
+    state_dict_type='FULL_STATE_DICT',
+    state_dict_config=dict(type='FullStateDictConfig', rank0_only=True,
+                           offload_to_cpu=False),
+    optim_state_dict_config=dict(type='FullOptimStateDictConfig',
+                                 rank0_only=True, offload_to_cpu=False))
+
+
 def adapt_to_machine(cfg: Config) -> Config:
     """Let a distributed run start on a machine without CUDA.
 
     The configs name NCCL and CUDA device ids, right for GPU clusters; on a
     CPU-only machine processes talk through gloo, DDP takes no device ids
-    and FSDP's device is the CPU. GPU runs are left as configured.
+    and FSDP's device is the CPU. FSDP's ``'full'`` state dicts then skip
+    the offload to the CPU they are already on: with it, torch 2.13 clones
+    the gathered weights from freed memory and the save segfaults. GPU runs
+    are left as configured.
     """
     if cfg.get('launcher', 'none') != 'none' and not torch.cuda.is_available():
         cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
@@ -86,6 +99,8 @@ def adapt_to_machine(cfg: Config) -> Config:
         strategy = cfg.get('strategy') or {}
         if strategy.get('type') == 'FSDPStrategy':
             strategy.setdefault('model_wrapper', {})['device_id'] = 'cpu'
+            if strategy.get('state_dict_cfg') == 'full':
+                strategy.state_dict_cfg = CPU_FULL_STATE_DICT_CFG
         elif not strategy:
             cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
                                          device_ids=None)
