@@ -4,9 +4,9 @@
         [--blind] [--resume] [--cfg-options key=value ...]
         [--launcher none|pytorch|slurm|mpi]
 
-CHECKPOINT is an mmllava checkpoint or a training work dir (its latest
-checkpoint); consolidate a DeepSpeed run's checkpoint folder first
-(tools/model_converters/consolidate_checkpoint.py). Generates an answer for
+CHECKPOINT is an mmllava checkpoint, a DeepSpeed run's checkpoint folder
+(consolidated in memory) or a training work dir (its latest checkpoint).
+Generates an answer for
 every test sample, prints the metrics and writes every answer to ``--out``
 (default: in the work dir) in the benchmark's format: LLaVA's answer
 jsonl, or COCO caption results for captioning. The metrics are also saved
@@ -27,7 +27,6 @@ from mmengine.runner import Runner
 
 # Version fixes; loops, hooks and the safe checkpoint loader.
 import mmllava.engine  # noqa: F401
-from mmllava.converters.deepspeed_checkpoint import is_deepspeed_checkpoint
 from mmllava.utils.files import resolve_checkpoint
 from mmllava.utils.launch import (adapt_to_machine, add_runner_args,
                                   apply_runner_args, parse_runner_args)
@@ -79,11 +78,6 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     cfg = apply_runner_args(cfg, args)
     name = osp.splitext(osp.basename(args.config))[0]
     cfg.load_from = resolve_checkpoint(args.checkpoint)
-    if is_deepspeed_checkpoint(cfg.load_from):
-        raise ValueError(
-            f'{cfg.load_from} is a DeepSpeed checkpoint folder; consolidate '
-            'it first: python tools/model_converters/consolidate_checkpoint.py'
-            f' {cfg.load_from} OUT.pth')
     if args.blind:
         blind_pipeline(cfg.test_dataloader.dataset.pipeline,
                        cfg.get('image_mean', (0.5, 0.5, 0.5)))

@@ -13,7 +13,8 @@ from mmengine.runner import load_checkpoint
 import mmllava.engine  # noqa: F401  (the safe checkpoint loader)
 from mmllava.apis.model_index import find_model
 from mmllava.registry import MODELS
-from mmllava.utils.files import resolve_checkpoint
+from mmllava.utils.files import (is_deepspeed_checkpoint,
+                                 resolve_checkpoint)
 from mmllava.utils.safe_load import unsafe_pickle_scope
 
 
@@ -39,7 +40,8 @@ def load_config(model: Union[str, PathLike, Config]) -> Config:
 
 #: The layouts :func:`load_pretrained` reads, as named in its errors.
 LAYOUTS = {
-    'mmllava': 'an mmllava checkpoint (.pth) or a training work dir (with '
+    'mmllava': 'an mmllava checkpoint (.pth), a DeepSpeed checkpoint folder '
+               '(mp_rank_00_model_states.pt) or a training work dir (with '
                'last_checkpoint)',
     'official': 'an official LLaVA folder (config.json with mm_projector_type'
                 ' or mm_vision_tower, or weights model.mm_projector.*)',
@@ -62,7 +64,8 @@ def detect_layout(path: Union[str, PathLike]) -> str:
     if path.is_file():
         return 'mmllava'
     if path.is_dir():
-        if (path / 'last_checkpoint').is_file():
+        if (path / 'last_checkpoint').is_file() or \
+                is_deepspeed_checkpoint(str(path)):
             return 'mmllava'
         # Official first: LLaVA v0/v1 configs also say model_type "llava".
         if official.is_official(str(path)):

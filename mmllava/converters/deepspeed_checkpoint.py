@@ -17,26 +17,9 @@ from typing import Callable
 
 import torch
 
+from mmllava.utils.files import (DEEPSPEED_MODEL_STATES_FILES,
+                                 deepspeed_model_states_file)
 from mmllava.utils.safe_load import load_torch_file
-
-#: Data-parallel rank 0's model states: ZeRO-1/2, ZeRO-3.
-MODEL_STATES_FILES = ('mp_rank_00_model_states.pt',
-                      'zero_pp_rank_0_mp_rank_00_model_states.pt')
-
-
-def model_states_file(folder: str) -> str | None:
-    """The rank-0 model states file of a DeepSpeed checkpoint folder, or
-    None if ``folder`` is not one."""
-    for name in MODEL_STATES_FILES:
-        if osp.isfile(osp.join(folder, name)):
-            return osp.join(folder, name)
-    return None
-
-
-def is_deepspeed_checkpoint(path: str) -> bool:
-    """Whether ``path`` is a DeepSpeed checkpoint folder."""
-    return model_states_file(path) is not None
-
 
 def consolidate_deepspeed_checkpoint(
         folder: str, log: Callable[[str], None] = lambda line: None) -> dict:
@@ -55,11 +38,11 @@ def consolidate_deepspeed_checkpoint(
     Raises:
         FileNotFoundError: If ``folder`` is not a DeepSpeed checkpoint folder.
     """
-    states_file = model_states_file(folder)
+    states_file = deepspeed_model_states_file(folder)
     if states_file is None:
         raise FileNotFoundError(
             f'{folder} is not a DeepSpeed checkpoint folder (it has none of '
-            f'{", ".join(MODEL_STATES_FILES)})')
+            f'{", ".join(DEEPSPEED_MODEL_STATES_FILES)})')
     # Imported here: only this path needs DeepSpeed installed.
     from deepspeed.runtime.fp16.loss_scaler import (DynamicLossScaler,
                                                     LossScaler)

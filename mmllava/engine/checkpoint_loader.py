@@ -9,9 +9,12 @@ that the data tools should not pay.
 import os
 from typing import Any
 
+from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 
-from mmllava.utils.files import resolve_checkpoint
+from mmllava.converters.deepspeed_checkpoint import \
+    consolidate_deepspeed_checkpoint
+from mmllava.utils.files import is_deepspeed_checkpoint, resolve_checkpoint
 from mmllava.utils.safe_load import load_torch_file
 
 
@@ -22,7 +25,13 @@ def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
     :func:`load_torch_file`.
 
     A training run's work dir stands for its latest checkpoint, so a
-    recipe's ``load_from`` can name the previous stage's work dir.
+    recipe's ``load_from`` can name the previous stage's work dir. A
+    DeepSpeed checkpoint folder is consolidated in memory into the weights
+    a plain run saves (it cannot be resumed by a plain run: resume it under
+    its ``--strategy``).
     """
     filename = resolve_checkpoint(os.path.expanduser(filename))
+    if is_deepspeed_checkpoint(filename):
+        return consolidate_deepspeed_checkpoint(
+            filename, lambda line: print_log(line, logger='current'))
     return load_torch_file(filename, map_location=map_location)
