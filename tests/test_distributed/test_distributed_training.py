@@ -1,6 +1,8 @@
 """``tools/train.py`` across processes on the CPU (gloo): DDP, DeepSpeed
-ZeRO-2 and ZeRO-3 (``--strategy``), resume under DeepSpeed, bf16 AMP, and
-ZeRO checkpoints consolidated for ``get_model``.
+ZeRO-2, ZeRO-3 and ZeRO-3 with CPU offload, and FSDP (``--strategy``), ZeRO-3
+building the model partitioned, resume under DeepSpeed and FSDP, bf16 AMP (also
+DeepSpeed's, with LoRA), and ZeRO checkpoints consolidated or loaded
+directly.
 
 Every run trains the demo's stage 1 with the LLM unfrozen for 2 steps of a
 global batch of 4 (2 epochs of one batch, constant learning rate). The
@@ -13,6 +15,7 @@ order.
 """
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import mmllava  # noqa: F401  (lets torch.load(weights_only=True) read them)
 from mmllava.apis import get_model
@@ -53,14 +57,14 @@ def free_port() -> int:
 
 
 def start(cwd: Path, work_dir: str, processes: int, epochs: int,
-          *args: str) -> subprocess.Popen:
+          *args: str, config: Path = CONFIG) -> subprocess.Popen:
     """Start tools/train.py on ``processes`` processes (torchrun beyond
     one), each with a batch of ``GLOBAL_BATCH / processes``."""
     launcher = [sys.executable, str(TRAIN)] if processes == 1 else [
         sys.executable, '-m', 'torch.distributed.run',
         f'--nproc_per_node={processes}', f'--master_port={free_port()}',
         str(TRAIN), '--launcher', 'pytorch']
-    command = [*launcher, str(CONFIG), '--work-dir', work_dir, *args,
+    command = [*launcher, str(config), '--work-dir', work_dir, *args,
                '--cfg-options', *OPTIONS, f'train_cfg.max_epochs={epochs}',
                f'train_dataloader.batch_size={GLOBAL_BATCH // processes}']
     env = dict(os.environ, OMP_NUM_THREADS='1', DS_ACCELERATOR='cpu')
@@ -167,7 +171,8 @@ def train_and_resume(workspace: Path, stage: str) -> tuple:
     resumed run."""
     work_dir = workspace / f'dist_{stage}'
     train(workspace, work_dir.name, 2, 1, '--strategy', stage)
-    assert Path(last_checkpoint(work_dir)).is_dir()
+    # DeepSpeed saves a folder of shards, FSDP ('full') one file.
+    assert Path(last_checkpoint(work_dir)).is_dir() == (stage != 'fsdp')
     return work_dir, train(workspace, work_dir.name, 2, 2, '--strategy',
                            stage, '--resume')
 
@@ -182,12 +187,18 @@ def zero3(workspace) -> tuple:
     return train_and_resume(workspace, 'deepspeed_zero3')
 
 
-@pytest.mark.parametrize('stage', ['zero2', 'zero3'])
-def test_deepspeed_trains_and_resumes_as_one_process(request, one_process,
-                                                     stage):
-    """The resumed ZeRO run ends where the uninterrupted one-process run
+@pytest.fixture(scope='module')
+def fsdp(workspace) -> tuple:
+    return train_and_resume(workspace, 'fsdp')
+
+
+@pytest.mark.parametrize('stage', ['zero2', 'zero3', 'fsdp'])
+def test_sharded_run_trains_and_resumes_as_one_process(request, one_process,
+                                                       stage):
+    """The resumed sharded run ends where the uninterrupted one-process run
     does, so the optimizer state, the step count and the data position came
-    back."""
+    back. Under FSDP the clipping (max_norm 1) must see the whole
+    gradient's norm, not each rank's shard's."""
     work_dir, resumed = request.getfixturevalue(stage)
     assert 'Resume checkpoint from' in resumed
     # mmengine's DeepSpeed strategy ran no checkpoint hooks before the fix.
@@ -195,11 +206,98 @@ def test_deepspeed_trains_and_resumes_as_one_process(request, one_process,
     assert_same_weights(final_weights(work_dir), final_weights(one_process))
 
 
+def test_zero3_offload_trains_as_one_process(workspace, one_process):
+    """Weights and optimizer states on the CPU; the recipe's AdamW becomes
+    DeepSpeed's CPU Adam (its C++ op is compiled on first use), which must
+    step as torch's AdamW does."""
+    output = train(workspace, 'dist_zero3_offload', 2, 2, '--strategy',
+                   'deepspeed_zero3_offload')
+    assert 'DeepSpeedCPUAdam' in output
+    assert_same_weights(final_weights(workspace / 'dist_zero3_offload'),
+                        final_weights(one_process))
+
+
+def test_zero3_builds_the_model_partitioned(workspace, zero3, monkeypatch):
+    """Each of the 2 ranks holds about half of the model from the start:
+    the LLM and the tower were loaded inside ``deepspeed.zero.Init``, not
+    built whole and partitioned afterwards."""
+    _, resumed = zero3
+    held, whole = partition_share(resumed)
+    monkeypatch.chdir(workspace)
+    model = get_model(str(CONFIG), device='cpu')
+    assert whole == sum(param.numel() for param in model.parameters())
+    # The projector (0.5%) is built whole and partitioned by
+    # deepspeed.initialize.
+    assert 0.49 < held / whole < 0.51
+
+
+def partition_share(output: str) -> tuple[int, int]:
+    """``(held, whole)`` from a ZeRO-3 run's partitioned-build log line."""
+    match = re.search(r'ZeRO-3: built the model partitioned; this rank '
+                      r'holds ([\d,]+) of its ([\d,]+) parameters', output)
+    assert match, output[-3000:]
+    held, whole = (int(group.replace(',', '')) for group in match.groups())
+    return held, whole
+
+
+def test_lora_under_zero3_with_bf16_trains_and_merges(workspace,
+                                                      one_process):
+    """LoRA adapters and the projector, built outside ``zero.Init``, join
+    the partitioned bf16 model, the projector at a tenth of the learning
+    rate; the DeepSpeed work dir then goes straight into the merge tool (no
+    consolidation step)."""
+    config = workspace / 'lora_zero3.py'
+    config.write_text(
+        f'_base_ = [{str(CONFIG)!r}]\n'
+        'model = dict(freeze_llm=False, lora=dict(r=8, alpha=16))\n'
+        'optim_wrapper = dict(paramwise_cfg=dict(\n'
+        "    custom_keys={'projector': dict(lr_mult=0.1)}))\n")
+    output = train(workspace, 'dist_lora_zero3', 2, 2, '--strategy',
+                   'deepspeed_zero3', '--amp', config=config)
+    held, whole = partition_share(output)
+    assert 0.49 < held / whole < 0.53
+    # B starts at zero: the first step's loss is the plain model's, up to
+    # bf16 rounding.
+    amp, fp32 = losses(workspace / 'dist_lora_zero3'), losses(one_process)
+    assert amp[0] == pytest.approx(fp32[0], rel=1e-2) and amp[0] != fp32[0]
+    # The per-part learning rates reached DeepSpeed's optimizer.
+    folder = Path(last_checkpoint(workspace / 'dist_lora_zero3'))
+    optimizer = torch.load(
+        folder / 'bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt',
+        map_location='cpu', weights_only=False)['optimizer_state_dict']
+    learning_rates = {group['lr'] for group in optimizer[
+        'optimizer_state_dict']['param_groups']}
+    assert sorted(learning_rates) == pytest.approx([1e-4, 1e-3])
+    weights = final_weights(workspace / 'dist_lora_zero3')
+    lora_b = [key for key in weights if '.lora_B.' in key]
+    assert len(lora_b) == 7 * 4  # 7 layers in each of 4 blocks
+    assert all(weights[key].abs().sum() > 0 for key in lora_b)
+    # The frozen base weights are DeepSpeed's bf16 copies of the loaded ones.
+    base = load_file(str(workspace / 'checkpoints/demo/llm/model.safetensors'))
+    for key in ('model.layers.0.self_attn.q_proj.weight',
+                'model.layers.3.mlp.down_proj.weight'):
+        stored = weights['llm.' + key.replace('.weight', '.base_layer.weight')]
+        assert torch.equal(stored, base[key].to(torch.bfloat16).float())
+
+    merged = workspace / 'lora_zero3_merged'
+    subprocess.run(
+        [sys.executable,
+         str(REPO / 'tools/model_converters/merge_mmllava_lora.py'),
+         str(config), 'dist_lora_zero3', str(merged)],
+        check=True, cwd=workspace)
+    state = torch.load(merged / 'model.pth', map_location='cpu',
+                       weights_only=True)['state_dict']
+    assert not any('lora_' in key for key in state)
+    key = 'llm.model.layers.0.self_attn.q_proj.weight'
+    assert not torch.equal(state[key], weights[key.replace(
+        '.weight', '.base_layer.weight')])
+
+
 def test_consolidated_zero_checkpoint_gives_the_training_logits(
         workspace, zero2, monkeypatch):
     """ZeRO-2 keeps the whole module on every rank: its saved module state
-    is the training-time model. The consolidated checkpoint must load in
-    get_model and give its logits exactly."""
+    is the training-time model. The consolidated checkpoint, and the work
+    dir itself, must load in get_model and give its logits exactly."""
     work_dir, _ = zero2
     folder = Path(last_checkpoint(work_dir))
     training_state = torch.load(folder / 'mp_rank_00_model_states.pt',
@@ -223,7 +321,10 @@ def test_consolidated_zero_checkpoint_gives_the_training_logits(
         pixel_values=torch.randn(1, 3, 48, 48,
                                  generator=torch.Generator().manual_seed(0)),
         num_images=[1])
+    # The work dir loads directly too: its latest folder, consolidated in
+    # memory.
+    direct = get_model(str(CONFIG), pretrained=str(work_dir), device='cpu')
     with torch.no_grad():
-        logits = model(**batch, mode='tensor')
         expected = reference(**batch, mode='tensor')
-    assert torch.equal(logits, expected)
+        assert torch.equal(model(**batch, mode='tensor'), expected)
+        assert torch.equal(direct(**batch, mode='tensor'), expected)
