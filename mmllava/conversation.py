@@ -10,6 +10,8 @@ Ids and labels are built from the same rendered text, so they cannot disagree.
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
+import numpy as np
+
 from mmllava.constants import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX
 
 #: Roles as they are spelled in LLaVA json records.
@@ -201,11 +203,13 @@ def render_conversation(conversations: Sequence[dict],
     return [segment for segment in segments if segment.text]
 
 
-def _supervised_char_mask(segments: Sequence[Segment]) -> list[bool]:
-    mask = []
-    for segment in segments:
-        mask += [segment.supervised] * len(segment.text)
-    return mask
+def _supervised_chars_before(segments: Sequence[Segment]) -> np.ndarray:
+    """``counts[i]``: how many of the text's first ``i`` characters are
+    supervised (so ``counts[end] > counts[start]`` says some character of
+    ``text[start:end]`` is)."""
+    flags = np.repeat([segment.supervised for segment in segments],
+                      [len(segment.text) for segment in segments])
+    return np.concatenate(([0], np.cumsum(flags)))
 
 
 def tokenize_segments(segments: Sequence[Segment],
@@ -228,7 +232,7 @@ def tokenize_segments(segments: Sequence[Segment],
         :data:`IGNORE_INDEX` where not supervised.
     """
     text = ''.join(segment.text for segment in segments)
-    char_supervised = _supervised_char_mask(segments)
+    supervised_before = _supervised_chars_before(segments)
     input_ids: list[int] = []
     labels: list[int] = []
     drop_bos = False
@@ -243,11 +247,12 @@ def tokenize_segments(segments: Sequence[Segment],
             drop_bos = bool(ids) and ids[0] == tokenizer.bos_token_id
         elif drop_bos and ids and ids[0] == tokenizer.bos_token_id:
             ids, offsets = ids[1:], offsets[1:]
-        for token_id, (start, end) in zip(ids, offsets):
-            supervised = any(char_supervised[chunk_start + start:
-                                             chunk_start + end])
-            input_ids.append(token_id)
-            labels.append(token_id if supervised else IGNORE_INDEX)
+        if ids:
+            spans = chunk_start + np.asarray(offsets).reshape(-1, 2)
+            supervised = supervised_before[spans[:, 1]] > \
+                supervised_before[spans[:, 0]]
+            input_ids += ids
+            labels += np.where(supervised, ids, IGNORE_INDEX).tolist()
         chunk_start += len(chunk) + len(IMAGE_PLACEHOLDER)
     return input_ids, labels
 
