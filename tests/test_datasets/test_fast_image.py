@@ -13,7 +13,8 @@ import transformers
 from PIL import Image
 from skimage import data as photos
 
-from mmllava.datasets.transforms.fast_image import (FastImageProcessor,
+from mmllava.datasets.transforms.fast_image import (TORCH_MODES,
+                                                    FastImageProcessor,
                                                     SquarePadding,
                                                     resize_canvas)
 from mmllava.datasets.transforms.image import pad_to_square
@@ -59,6 +60,16 @@ PROCESSORS = {
 }
 
 
+def photos_and_canvases():
+    """``(name, size, image, paddings)``: each of :data:`PHOTOS` as it is
+    (no paddings) and on its square canvas (with its padding)."""
+    for name, size in PHOTOS:
+        image = photo(name, size)
+        padding = pad_to_square(image, CLIP_PAD_COLOUR)
+        yield name, size, image, ()
+        yield name, size, padding.canvas, [padding]
+
+
 def reference(processor, image) -> torch.Tensor:
     """What ``ProcessImage`` returned before: the processor, as float32."""
     return processor(image, return_tensors='pt')['pixel_values'].float()
@@ -69,16 +80,41 @@ def test_equals_the_processor_on_photos_and_their_canvases(name):
     processor = PROCESSORS[name]()
     fast = FastImageProcessor(processor)
     assert fast.fast
-    for photo_name, size in PHOTOS:
-        image = photo(photo_name, size)
-        padding = pad_to_square(image, CLIP_PAD_COLOUR)
-        for candidate, paddings in ((image, ()),
-                                    (padding.canvas, [padding])):
-            expected = reference(processor, candidate)
-            ours = fast([candidate], paddings)
-            assert ours.dtype == torch.float32
-            assert ours.shape == expected.shape, (photo_name, size)
-            assert torch.equal(ours, expected), (name, photo_name, size)
+    for photo_name, size, candidate, paddings in photos_and_canvases():
+        expected = reference(processor, candidate)
+        ours = fast([candidate], paddings)
+        assert ours.dtype == torch.float32
+        assert ours.shape == expected.shape, (photo_name, size)
+        assert torch.equal(ours, expected), (name, photo_name, size)
+
+
+@pytest.mark.parametrize('name', sorted(PROCESSORS))
+def test_torch_resize_is_within_one_level_of_the_processor(name):
+    """``resize_backend='torch'``: bicubic and bilinear resizes by torch
+    land within one uint8 level of PIL's (a level is the table's step per
+    channel), on a small fraction of the values; filters torch does not
+    antialias stay PIL's, bit for bit."""
+    processor = PROCESSORS[name]()
+    fast = FastImageProcessor(processor, resize_backend='torch')
+    step = torch.from_numpy(np.abs(fast.table[:, 1] - fast.table[:, 0]))
+    differing = values = 0
+    for photo_name, size, candidate, paddings in photos_and_canvases():
+        expected = reference(processor, candidate)
+        ours = fast([candidate], paddings)
+        assert ours.shape == expected.shape, (photo_name, size)
+        levels = ((ours - expected).abs() / step[:, None, None]).round()
+        assert levels.max() <= 1, (name, photo_name, size)
+        differing += int((levels > 0).sum())
+        values += levels.numel()
+    if processor.resample in TORCH_MODES and processor.do_resize:
+        assert 0 < differing / values < 0.01, differing / values
+    else:
+        assert differing == 0
+
+
+def test_an_unknown_resize_backend_fails():
+    with pytest.raises(ValueError, match="resize_backend must be one of"):
+        FastImageProcessor(PROCESSORS['clip'](), resize_backend='cv2')
 
 
 def test_several_images_at_once_in_order():

@@ -1,5 +1,5 @@
 """A transformers PIL image processor's work in fewer passes, with the same
-bits out.
+bits out (or, with torch's resize, one level off in 0.2% of the values).
 
 transformers' PIL backend turns an image into a numpy array, back into a PIL
 image to resize it, into float64 to rescale and into float32 to normalise,
@@ -41,6 +41,13 @@ REPRODUCED_SIZES = ({'shortest_edge'}, {'height', 'width'})
 TWO_PASS_FILTERS = (Image.Resampling.BOX, Image.Resampling.BILINEAR,
                     Image.Resampling.HAMMING, Image.Resampling.BICUBIC,
                     Image.Resampling.LANCZOS)
+
+
+#: ``FastImageProcessor``'s resize backends.
+RESIZE_BACKENDS = ('pil', 'torch')
+#: PIL filters torch interpolates with antialiasing, by torch's name.
+TORCH_MODES = {Image.Resampling.BICUBIC: 'bicubic',
+               Image.Resampling.BILINEAR: 'bilinear'}
 
 
 @dataclass(frozen=True)
@@ -90,10 +97,30 @@ def resized_size(height: int, width: int, size) -> tuple[int, int]:
         else (new_short, new_long)
 
 
+def torch_resize(image: Image.Image, size: tuple[int, int],
+                 mode: str) -> np.ndarray:
+    """``image`` resized to ``(height, width)`` by torch's antialiased
+    ``mode`` interpolation on uint8, as ``(H, W, 3)`` uint8.
+
+    torch's uint8 kernel is ported from Pillow-SIMD: PIL's separable
+    filter with 16-bit integer weights where PIL uses 22-bit fixed point
+    (on CPUs without AVX2 torch computes in float). When shrinking, about
+    0.2% of the values come out one level away from PIL's (never more), at
+    a fifth of PIL's time on one core. Enlarging differs by more (two
+    levels on a 3x2 image), so :class:`FastImageProcessor` enlarges with
+    PIL.
+    """
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
+    resized = torch.nn.functional.interpolate(
+        pixels.contiguous(memory_format=torch.channels_last), size=size,
+        mode=mode, antialias=True)
+    return resized[0].permute(1, 2, 0).numpy()
+
+
 class FastImageProcessor:
     """Run a transformers PIL image processor (resize, centre crop, rescale,
     normalise) on a list of images, bitwise equal to calling it and casting
-    to float32.
+    to float32 (with ``resize_backend='pil'``).
 
     RGB PIL images without a transparency key take the fast path; any other
     image, and every image of a processor this module does not reproduce
@@ -102,13 +129,23 @@ class FastImageProcessor:
 
     Args:
         processor: A transformers PIL-backend image processor.
+        resize_backend (str): ``'pil'`` resizes with PIL, as the processor
+            does: bit for bit its output. ``'torch'`` shrinks bicubic and
+            bilinear with torch's antialiased uint8 interpolation (see
+            :func:`torch_resize`): about 4x faster, with some 0.2% of the
+            values one uint8 level off. Defaults to ``'pil'``.
     """
 
-    def __init__(self, processor) -> None:
+    def __init__(self, processor, resize_backend: str = 'pil') -> None:
+        if resize_backend not in RESIZE_BACKENDS:
+            raise ValueError(f'resize_backend must be one of '
+                             f'{RESIZE_BACKENDS}, got {resize_backend!r}')
         self.processor = processor
         self.fast = self.reproducible(processor)
         if self.fast:
             self.table = self.level_table(processor)
+        self.torch_mode = TORCH_MODES.get(processor.resample) \
+            if self.fast and resize_backend == 'torch' else None
 
     @staticmethod
     def reproducible(processor) -> bool:
@@ -179,14 +216,22 @@ class FastImageProcessor:
             return self.processor(image, return_tensors='np')[
                 'pixel_values'][0].astype(np.float32)
         processor = self.processor
+        pixels = None
         if processor.do_resize:
             height, width = resized_size(image.height, image.width,
                                          processor.size)
-            if (width, height) != image.size:
-                image = image.resize((width, height), processor.resample) \
-                    if padding is None else resize_canvas(
-                        padding, (width, height), processor.resample)
-        pixels = np.asarray(image)  # (H, W, 3) uint8
+            if (width, height) == image.size:
+                pass
+            elif self.torch_mode is not None and width <= image.width \
+                    and height <= image.height:
+                pixels = torch_resize(image, (height, width), self.torch_mode)
+            elif padding is None:
+                image = image.resize((width, height), processor.resample)
+            else:
+                image = resize_canvas(padding, (width, height),
+                                      processor.resample)
+        if pixels is None:
+            pixels = np.asarray(image)  # (H, W, 3) uint8
         if processor.do_center_crop:
             crop = processor.crop_size
             pixels = center_crop(pixels, (crop.height, crop.width),

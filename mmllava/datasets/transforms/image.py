@@ -84,11 +84,17 @@ class ProcessImage(BaseTransform):
 
     Args:
         image_processor (dict): See :func:`build_image_processor`.
+        resize_backend (str): ``'pil'`` (the processor's own resize, bit for
+            bit) or ``'torch'`` (about 4x faster resizing; some 0.2% of the
+            values one uint8 level off). See :class:`FastImageProcessor`.
+            Defaults to ``'pil'``.
     """
 
-    def __init__(self, image_processor: dict) -> None:
+    def __init__(self, image_processor: dict,
+                 resize_backend: str = 'pil') -> None:
         self.image_processor = build_image_processor(image_processor)
-        self.fast_processor = FastImageProcessor(self.image_processor)
+        self.fast_processor = FastImageProcessor(self.image_processor,
+                                                 resize_backend)
 
     def transform(self, results: dict) -> dict:
         images = results['images']
