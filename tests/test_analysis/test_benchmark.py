@@ -14,7 +14,8 @@ TRAIN_FIGURES = ('train samples/s', 'train supervised tokens/s',
                  'train padding fraction', 'train peak memory (MB)',
                  'train final loss', 'train MFU (%)')
 OTHER_FIGURES = ('generate new tokens/s, batch 1',
-                 'generate new tokens/s, batch 8', 'data path samples/s')
+                 'generate new tokens/s, batch 8', 'data path samples/s',
+                 'data path samples/s, torch resize')
 
 
 @pytest.fixture(scope='module')
@@ -98,6 +99,10 @@ def test_equality_checks_ran_and_passed(quick_run):
     assert len(set(map(tuple, answers.values()))) == 1
     assert checks['data_path']['equal']
     assert checks['data_path']['records'] == results['setup']['samples']
+    apart = checks['data_path']['torch_resize']
+    assert apart['ids_equal'] and apart['max_levels'] <= 1
+    assert 0 < apart['fraction_differing'] < 0.01
+    assert 'torch resize: pixels at most' in stdout
     assert 'checks: logits ok' in stdout and 'FAILED' not in stdout
 
 
@@ -110,7 +115,7 @@ def test_parts_runs_only_the_parts_named(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text())
     assert [item['figure'] for item in results['rows']] == \
-        ['data path samples/s']
+        ['data path samples/s', 'data path samples/s, torch resize']
     assert list(results['checks']) == ['data_path']
     assert 'training' not in results and 'generation' not in results
 

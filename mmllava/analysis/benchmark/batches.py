@@ -15,23 +15,26 @@ from mmllava.models.data_preprocessor import PAD_TOKEN_ID
 from mmllava.models.packing import plan_rows
 
 
-def train_pipeline(sizes: Sizes, tokenizer, template: str) -> list[dict]:
+def train_pipeline(sizes: Sizes, tokenizer, template: str,
+                   resize_backend: str = 'pil') -> list[dict]:
     """LLaVA-1.5's stage-2 pipeline (pad to square, CLIP processor)."""
     return [
         dict(type='LoadImage'),
         dict(type='PadToSquare', mean=sizes.image_processor['image_mean']),
-        dict(type='ProcessImage', image_processor=sizes.image_processor),
+        dict(type='ProcessImage', image_processor=sizes.image_processor,
+             resize_backend=resize_backend),
         dict(type='TokenizeConversation', tokenizer=tokenizer,
              template=template),
         dict(type='PackLLaVAInputs'),
     ]
 
 
-def build_datasets(sizes: Sizes, tokenizer,
-                   paths: dict) -> list[LLaVADataset]:
+def build_datasets(sizes: Sizes, tokenizer, paths: dict,
+                   resize_backend: str = 'pil') -> list[LLaVADataset]:
     """Captions with ``plain``, conversations with ``vicuna_v1``."""
     return [LLaVADataset(paths[key], paths['image_folder'],
-                         train_pipeline(sizes, tokenizer, template))
+                         train_pipeline(sizes, tokenizer, template,
+                                        resize_backend))
             for key, template in (('captions', 'plain'),
                                   ('conversations', 'vicuna_v1'))]
 

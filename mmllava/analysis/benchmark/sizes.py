@@ -93,7 +93,7 @@ FULL = dict(
     vision=dict(hidden_size=384, intermediate_size=1536, num_hidden_layers=6,
                 num_attention_heads=6, image_size=224, patch_size=14),
     llm=llama(512, 8, 8, 1376),
-    num_samples=24, batch_size=8, epochs=2)
+    num_samples=24, batch_size=8, epochs=2, data_samples=256, data_rounds=3)
 
 #: A smoke run for the tests: every code path, tiny tensors.
 QUICK = dict(
