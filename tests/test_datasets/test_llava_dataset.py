@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import get_template, tokenize_conversation
 from mmllava.datasets import LLaVADataset
-from mmllava.datasets.transforms import TokenizeConversation
+from mmllava.datasets.transforms import TokenizeConversation, loading
 from mmllava.registry import DATASETS, MODELS
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -541,7 +541,7 @@ def test_check_images_reads_the_files_on_load(tmp_path, image_folder):
 @pytest.fixture
 def deleted_image(tmp_path, image_folder, monkeypatch):
     """Two records; the first one's image is deleted after loading. Returns
-    a builder and the paths ``Image.open`` was called with."""
+    a builder and the files ``LoadImage`` tried to open."""
     folder = tmp_path / 'images'
     folder.mkdir()
     Image.fromarray(photos.coffee()).save(folder / 'gone.jpg')
@@ -553,13 +553,13 @@ def deleted_image(tmp_path, image_folder, monkeypatch):
              conversations=[human('<image>\nWhat?'), gpt('A cat.')])]
     data_file = write_json(tmp_path / 'd.json', records)
     opened = []
-    image_open = Image.open
 
     def counting_open(path, *args, **kwargs):
         opened.append(os.path.basename(path))
-        return image_open(path, *args, **kwargs)
+        return open(path, *args, **kwargs)
 
-    monkeypatch.setattr(Image, 'open', counting_open)
+    # LoadImage reads the file with the builtin open.
+    monkeypatch.setattr(loading, 'open', counting_open, raising=False)
 
     def make(**kwargs):
         dataset = build(data_file, folder, [dict(type='LoadImage')],
