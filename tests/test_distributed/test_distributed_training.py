@@ -288,9 +288,14 @@ def test_lora_under_zero3_with_bf16_trains_and_merges(workspace,
     state = torch.load(merged / 'model.pth', map_location='cpu',
                        weights_only=True)['state_dict']
     assert not any('lora_' in key for key in state)
-    key = 'llm.model.layers.0.self_attn.q_proj.weight'
-    assert not torch.equal(state[key], weights[key.replace(
-        '.weight', '.base_layer.weight')])
+    # W + B @ A * alpha / r, from the consolidated adapters.
+    prefix = 'llm.model.layers.0.self_attn.q_proj'
+    expected = weights[f'{prefix}.base_layer.weight'] + 16 / 8 * (
+        weights[f'{prefix}.lora_B.default.weight']
+        @ weights[f'{prefix}.lora_A.default.weight'])
+    assert not torch.equal(expected, weights[f'{prefix}.base_layer.weight'])
+    torch.testing.assert_close(state[f'{prefix}.weight'], expected,
+                               rtol=0, atol=1e-6)
 
 
 def test_consolidated_zero_checkpoint_gives_the_training_logits(
