@@ -206,6 +206,17 @@ def test_sharded_run_trains_and_resumes_as_one_process(request, one_process,
     assert_same_weights(final_weights(work_dir), final_weights(one_process))
 
 
+def test_fsdp_checkpoint_loads_in_get_model(workspace, fsdp, monkeypatch):
+    """FSDP's 'full' checkpoint is one file with the model's own keys: the
+    work dir loads as a plain run's does."""
+    work_dir, _ = fsdp
+    monkeypatch.chdir(workspace)
+    state = get_model(str(CONFIG), pretrained=str(work_dir),
+                      device='cpu').state_dict()
+    for key, value in final_weights(work_dir).items():
+        assert torch.equal(state[key], value), key
+
+
 def test_zero3_offload_trains_as_one_process(workspace, one_process):
     """Weights and optimizer states on the CPU; the recipe's AdamW becomes
     DeepSpeed's CPU Adam (its C++ op is compiled on first use), which must
