@@ -12,6 +12,8 @@ from transformers import (LlavaNextConfig, LlavaNextForConditionalGeneration,
                           LlavaNextImageProcessorPil)
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from mmllava.datasets.transforms import AnyResImage
+from mmllava.datasets.transforms.tokenize import AnyResTokenCount
 from mmllava.models.anyres import pinpoints_to_hf
 from mmllava.registry import MODELS, TRANSFORMS
 
@@ -159,6 +161,34 @@ def reference_inputs(model, batch, index, images):
     return dict(input_ids=torch.tensor([expanded]),
                 pixel_values=processed['pixel_values'],
                 image_sizes=processed['image_sizes'])
+
+
+@pytest.mark.parametrize('select_feature', ['patch', 'cls_patch'])
+def test_truncation_counts_the_rows_a_flat_merge_makes(
+        tokenizer_folder, images, select_feature):
+    """``AnyResTokenCount`` (what truncation counts) against the feature
+    rows the model makes of each photo; a kept CLS token adds a row per
+    tile."""
+    tokenizer = dict(type='PretrainedTokenizer', pretrained=tokenizer_folder)
+    model = build_model(tokenizer, merge_type='flat', vision_encoder=dict(
+        type='CLIPVisionEncoder', config=VISION, select_layer=-2,
+        select_feature=select_feature))
+    batch = batch_of(model, images)
+    with torch.no_grad():
+        features = model.image_features(batch['pixel_values'],
+                                        batch['num_images'],
+                                        batch['image_sizes'])
+    count = AnyResTokenCount(PINPOINTS, TILE, PATCH, 'flat',
+                             cls_token=select_feature == 'cls_patch')
+    rows = [len(blocks[0]) for blocks in features]
+    assert rows == [count((image.height, image.width)) for image in images]
+    tiles = [len(tiles) for tiles in AnyResImage(PROCESSOR, PINPOINTS)(
+        dict(images=images))['pixel_values']]
+    side = (TILE // PATCH)**2
+    assert rows == [n * (side + (select_feature == 'cls_patch'))
+                    for n in tiles]
+    with pytest.raises(ValueError, match="needs merge_type 'flat'"):
+        AnyResTokenCount(PINPOINTS, TILE, PATCH, 'spatial', cls_token=True)
 
 
 def test_image_token_counts_differ_per_sample(model, images):

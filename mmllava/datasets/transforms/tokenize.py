@@ -44,18 +44,25 @@ class AnyResTokenCount:
         tile_size (int): The vision tower's image size.
         patch_size (int): The vision tower's patch size.
         merge_type (str): The model's ``mm_patch_merge_type``.
+        cls_token (bool): Whether the vision encoder keeps its CLS token
+            (``select_feature='cls_patch'``, a ``'flat'`` merge only): one
+            more row per tile. Defaults to False.
     """
 
     def __init__(self, grid_pinpoints: list, tile_size: int, patch_size: int,
-                 merge_type: str) -> None:
+                 merge_type: str, cls_token: bool = False) -> None:
+        if cls_token and merge_type != 'flat':
+            raise ValueError(f'A kept CLS token (cls_token=True) needs '
+                             f"merge_type 'flat', got {merge_type!r}.")
         self.grid_pinpoints = check_pinpoints(grid_pinpoints, tile_size)
         self.tile_size, self.patch_size = tile_size, patch_size
         self.merge_type = merge_type
+        self.tokens_per_tile = (tile_size // patch_size)**2 + int(cls_token)
 
     def __call__(self, image_size: tuple[int, int]) -> int:
         return count_image_tokens(image_size, self.grid_pinpoints,
                                   self.tile_size, self.patch_size,
-                                  self.merge_type)
+                                  self.merge_type, self.tokens_per_tile)
 
 
 def check_image_count(input_ids: list[int], num_images: int,
