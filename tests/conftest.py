@@ -48,6 +48,33 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def nested_tensors(tree, prefix: str = '') -> dict:
+    """Every tensor in nested dicts and lists, by its path."""
+    if isinstance(tree, torch.Tensor):
+        return {prefix: tree}
+    items = (tree.items() if isinstance(tree, dict) else enumerate(tree)
+             if isinstance(tree, (list, tuple)) else ())
+    found = {}
+    for key, value in items:
+        found.update(nested_tensors(value, f'{prefix}/{key}'))
+    return found
+
+
+@pytest.fixture(scope='session')
+def differing_tensors() -> Callable:
+    """``differ(expected, actual)``: the paths of the tensors in two
+    nested checkpoint parts (dicts and lists) that are not bit-exact
+    equal; both must hold tensors at the same paths."""
+
+    def differ(expected, actual) -> list:
+        expected, actual = nested_tensors(expected), nested_tensors(actual)
+        assert expected.keys() == actual.keys()
+        return [key for key, value in expected.items()
+                if not torch.equal(value, actual[key])]
+
+    return differ
+
+
 @pytest.fixture(scope='session')
 def kill_after_records() -> Callable:
     """``kill(command, env, out, timeout)``: start ``command``, SIGKILL it

@@ -98,29 +98,10 @@ def final_checkpoint(work_dir: Path) -> dict:
                       weights_only=True)
 
 
-def tensors(tree, prefix: str = '') -> dict:
-    """Every tensor in nested dicts and lists, by its path."""
-    if isinstance(tree, torch.Tensor):
-        return {prefix: tree}
-    items = (tree.items() if isinstance(tree, dict) else enumerate(tree)
-             if isinstance(tree, (list, tuple)) else ())
-    found = {}
-    for key, value in items:
-        found.update(tensors(value, f'{prefix}/{key}'))
-    return found
-
-
-def differing(expected: dict, actual: dict) -> list:
-    """Paths of the tensors that are not bit-exact equal."""
-    assert expected.keys() == actual.keys()
-    return [key for key, value in expected.items()
-            if not torch.equal(value, actual[key])]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize('stage', sorted(STAGES))
 def test_killed_and_resumed_run_ends_bit_exact(demo_workspace, tmp_path,
-                                               stage):
+                                               stage, differing_tensors):
     setup = STAGES[stage]
     interval = setup['interval']
     options = (*COMMON_OPTIONS, *setup['options'],
@@ -162,13 +143,11 @@ def test_killed_and_resumed_run_ends_bit_exact(demo_workspace, tmp_path,
     expected = final_checkpoint(demo_workspace / full)
     resumed = final_checkpoint(demo_workspace / killed)
     for part in ('state_dict', 'optimizer', 'param_schedulers'):
-        assert not differing(tensors(expected[part]),
-                             tensors(resumed[part])), part
+        assert not differing_tensors(expected[part], resumed[part]), part
     assert resumed['optimizer']['param_groups'] == \
         expected['optimizer']['param_groups']
     assert resumed['param_schedulers'] == expected['param_schedulers']
     assert resumed['meta']['iter'] == NUM_ITERS
     # Without the RNG states the dropout masks after the resume differ.
     without = final_checkpoint(demo_workspace / no_rng)
-    assert differing(tensors(expected['state_dict']),
-                     tensors(without['state_dict']))
+    assert differing_tensors(expected['state_dict'], without['state_dict'])

@@ -62,19 +62,8 @@ def load(path: Path) -> dict:
     return torch.load(path, map_location='cpu', weights_only=True)
 
 
-def tensors(tree, prefix: str = '') -> dict:
-    """Every tensor in nested dicts and lists, by its path."""
-    if isinstance(tree, torch.Tensor):
-        return {prefix: tree}
-    items = (tree.items() if isinstance(tree, dict) else enumerate(tree)
-             if isinstance(tree, (list, tuple)) else ())
-    found = {}
-    for key, value in items:
-        found.update(tensors(value, f'{prefix}/{key}'))
-    return found
-
-
-def test_lora_run_resumes_bit_exact(demo_workspace, tmp_path):
+def test_lora_run_resumes_bit_exact(demo_workspace, tmp_path,
+                                    differing_tensors):
     config = write_config(tmp_path)
     train(demo_workspace, config, 'lora_full')
     full = demo_workspace / 'lora_full'
@@ -108,10 +97,7 @@ def test_lora_run_resumes_bit_exact(demo_workspace, tmp_path):
     assert f'Load checkpoint from {resumed / first}' in output
     actual = load(resumed / f'iter_{NUM_ITERS}.pth')
     for part in ('state_dict', 'optimizer'):
-        want, got = tensors(expected[part]), tensors(actual[part])
-        assert want.keys() == got.keys()
-        assert not [key for key in want
-                    if not torch.equal(want[key], got[key])], part
+        assert not differing_tensors(expected[part], actual[part]), part
     assert actual['optimizer']['param_groups'] == \
         expected['optimizer']['param_groups']
     # The adapters learned: B starts at zero.
