@@ -57,9 +57,11 @@ def consolidate_deepspeed_checkpoint(
     with torch.serialization.safe_globals(
             [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]):
         for path in files:
-            load_torch_file(path, mmap=True)
+            checked = load_torch_file(path, mmap=True)
+            # Rank 0's model states (the run's meta) are kept from here.
+            if osp.samefile(path, states_file):
+                model_states = checked
     log(f'Checked {len(files)} files of {folder}')
-    model_states = load_torch_file(states_file, mmap=True)
     state_dict = get_fp32_state_dict_from_zero_checkpoint(
         osp.dirname(osp.abspath(folder)), tag=osp.basename(folder))
     # Contiguous copies: zero_to_fp32 returns views into flat buffers.
