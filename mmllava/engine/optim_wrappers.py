@@ -20,9 +20,12 @@ def sharded_total_norm(gradients: List[torch.Tensor]) -> float | None:
     rank's are ``gradients``), or None if no rank holds any. A collective:
     every rank must call it."""
     device = gradients[0].device if gradients else torch.device(get_device())
-    squares_and_count = torch.tensor(
-        [sum(float(g.double().pow(2).sum()) for g in gradients),
-         len(gradients)], dtype=torch.float64, device=device)
+    # One norm on the device (no host sync per tensor), squared to sum.
+    squares = torch.nn.utils.get_total_norm(gradients).double()**2 \
+        if gradients else torch.zeros((), dtype=torch.float64, device=device)
+    squares_and_count = torch.stack([
+        squares.to(device),
+        torch.tensor(len(gradients), dtype=torch.float64, device=device)])
     dist.all_reduce(squares_and_count)
     squares, count = squares_and_count.tolist()
     return math.sqrt(squares) if count else None
