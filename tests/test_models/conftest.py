@@ -17,7 +17,14 @@ def transformers_llava(model, image_token_id: int
         projector_hidden_act='gelu',
         multimodal_projector_bias=True)
     reference = LlavaForConditionalGeneration(config).eval()
-    # Strict loads: every key of our parts has its counterpart there.
+    copy_llava_weights(model, reference)
+    return reference
+
+
+def copy_llava_weights(model, reference) -> None:
+    """Load ``model``'s tower, LM, LM head and ``mlp2x_gelu`` projector
+    into a transformers Llava or LlavaNext ``reference``, strictly: every
+    key of our parts has its counterpart there."""
     reference.model.vision_tower.load_state_dict(
         model.vision_encoder.model.state_dict())
     reference.model.language_model.load_state_dict(
@@ -31,10 +38,15 @@ def transformers_llava(model, image_token_id: int
         'linear_2.weight': projector['2.weight'],
         'linear_2.bias': projector['2.bias'],
     })
-    return reference
 
 
 @pytest.fixture(scope='session')
 def to_transformers_llava():
     """:func:`transformers_llava`, for the test modules."""
     return transformers_llava
+
+
+@pytest.fixture(scope='session')
+def load_into_transformers():
+    """:func:`copy_llava_weights`, for the test modules."""
+    return copy_llava_weights

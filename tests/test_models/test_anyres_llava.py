@@ -61,7 +61,7 @@ def model(tokenizer_folder):
 
 
 @pytest.fixture(scope='module')
-def reference(model, tmp_path_factory):
+def reference(model, tmp_path_factory, load_into_transformers):
     """transformers' LlavaNext with the model's weights, through
     ``save_pretrained`` / ``from_pretrained``."""
     config = LlavaNextConfig(
@@ -72,18 +72,7 @@ def reference(model, tmp_path_factory):
         vision_feature_layer=-2, vision_feature_select_strategy='default',
         projector_hidden_act='gelu', multimodal_projector_bias=True)
     built = LlavaNextForConditionalGeneration(config)
-    built.model.vision_tower.load_state_dict(
-        model.vision_encoder.model.state_dict())
-    built.model.language_model.load_state_dict(
-        model.llm.get_decoder().state_dict())
-    built.lm_head.load_state_dict(
-        model.llm.get_output_embeddings().state_dict())
-    projector = model.projector.state_dict()
-    built.model.multi_modal_projector.load_state_dict({
-        'linear_1.weight': projector['0.weight'],
-        'linear_1.bias': projector['0.bias'],
-        'linear_2.weight': projector['2.weight'],
-        'linear_2.bias': projector['2.bias']})
+    load_into_transformers(model, built)
     with torch.no_grad():
         built.model.image_newline.copy_(model.image_newline)
     folder = tmp_path_factory.mktemp('llava_next')
