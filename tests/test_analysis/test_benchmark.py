@@ -14,8 +14,10 @@ TRAIN_FIGURES = ('train samples/s', 'train supervised tokens/s',
                  'train padding fraction', 'train peak memory (MB)',
                  'train final loss', 'train MFU (%)')
 OTHER_FIGURES = ('generate new tokens/s, batch 1',
-                 'generate new tokens/s, batch 8', 'data path samples/s',
-                 'data path samples/s, torch resize')
+                 'generate new tokens/s, batch 8',
+                 'generate new tokens/s, batch 1, torch kernels',
+                 'generate new tokens/s, batch 8, torch kernels',
+                 'data path samples/s', 'data path samples/s, torch resize')
 
 
 @pytest.fixture(scope='module')
@@ -96,6 +98,7 @@ def test_equality_checks_ran_and_passed(quick_run):
     assert len(epochs) == 2 and all(len(steps) == 3 for steps in epochs)
     assert checks['generation']['equal']
     answers = results['generation']['answers']
+    assert len(answers) == 6  # three sides, two batch sizes
     assert len(set(map(tuple, answers.values()))) == 1
     assert checks['data_path']['equal']
     assert checks['data_path']['records'] == results['setup']['samples']

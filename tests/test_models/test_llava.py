@@ -13,10 +13,12 @@ from mmengine.logging import MessageHub
 from mmpretrain.structures import DataSample
 from safetensors.torch import save_file
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import build_generation_prompt, get_template
 from mmllava.models.llava import load_projector_state, splice_image_features
+from mmllava.models.packed_linears import onednn_available
 from mmllava.registry import MODELS
 
 IMG = IMAGE_TOKEN_INDEX
@@ -515,6 +517,42 @@ def test_predict_respects_max_new_tokens(generator, monkeypatch):
     _, ids = generate(generator, generation_samples(generator), monkeypatch)
     # Random weights rarely emit EOS, so the limit is what stops them.
     assert ids.shape == (2, MAX_NEW_TOKENS)
+
+
+@pytest.mark.skipif(not onednn_available(), reason='no oneDNN')
+def test_generation_on_packed_weights_matches_torch_kernels(generator,
+                                                             monkeypatch):
+    samples = generation_samples(generator)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        packed, packed_ids = generate(generator, samples, monkeypatch)
+    assert 'mkldnn::_linear_pointwise' in {e.name for e in prof.events()}
+    # Every linear layer of the tower, projector and LLM, LM head included.
+    linears = [m for m in generator.modules() if isinstance(m, nn.Linear)]
+    assert len(generator.packed_linears) == len(linears)
+    monkeypatch.setattr(generator, 'packed_linears', None)
+    plain, plain_ids = generate(generator, samples, monkeypatch)
+    assert torch.equal(packed_ids, plain_ids)
+    assert [s.pred_text for s in packed] == [s.pred_text for s in plain]
+
+
+@pytest.mark.skipif(not onednn_available(), reason='no oneDNN')
+def test_training_drops_the_packed_weights(tokenizer, monkeypatch):
+    model = build_llava(tokenizer, generation_cfg=dict(max_new_tokens=1))
+    generate(model, generation_samples(model), monkeypatch)
+    assert len(model.packed_linears) > 0
+    model.eval()
+    assert len(model.packed_linears) > 0
+    model.train()
+    assert len(model.packed_linears) == 0
+
+
+def test_pack_cpu_linears_off_keeps_torch_kernels(tokenizer, monkeypatch):
+    model = build_llava(tokenizer, pack_cpu_linears=False,
+                        generation_cfg=dict(max_new_tokens=1))
+    assert model.packed_linears is None
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        generate(model, generation_samples(model), monkeypatch)
+    assert 'mkldnn::_linear_pointwise' not in {e.name for e in prof.events()}
 
 
 def test_pred_text_stops_at_the_template_stop(tokenizer, monkeypatch):

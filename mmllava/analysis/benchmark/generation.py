@@ -1,5 +1,7 @@
 """Greedy generation, both models, the same prompts: new tokens per second
-at batch 1 and batch 8, and whether the answers agree."""
+at batch 1 and batch 8, and whether the answers agree. mmllava runs twice:
+as it is (on CPU its linear layers on oneDNN-packed weights) and on torch's
+own kernels, the baseline's."""
 import time
 from typing import Sequence
 
@@ -66,14 +68,21 @@ def baseline_generate(model, prompts: Sequence[Sample], sizes: Sizes,
 
 
 @torch.no_grad()
-def benchmark_generation(mmllava_model, baseline_model,
-                         prompts: Sequence[Sample], sizes: Sizes, tokenizer,
-                         device: str) -> dict:
-    """Batch 1 (each prompt alone) and batch ``len(prompts)``, the two
-    models interleaved ``sizes.generation_rounds`` times."""
+def benchmark_generation(mmllava_model, mmllava_torch_kernels,
+                         baseline_model, prompts: Sequence[Sample],
+                         sizes: Sizes, tokenizer, device: str) -> dict:
+    """Batch 1 (each prompt alone) and batch ``len(prompts)``, the models
+    interleaved ``sizes.generation_rounds`` times.
+
+    Args:
+        mmllava_torch_kernels: ``mmllava_model`` built with
+            ``pack_cpu_linears=False``.
+    """
     calls = {
         'mmllava': lambda batch: mmllava_generate(mmllava_model, batch,
                                                   sizes.new_tokens),
+        'mmllava_torch_kernels': lambda batch: mmllava_generate(
+            mmllava_torch_kernels, batch, sizes.new_tokens),
         'baseline': lambda batch: baseline_generate(
             baseline_model, batch, sizes, tokenizer, device),
     }

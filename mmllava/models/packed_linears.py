@@ -1,0 +1,133 @@
+"""oneDNN-packed ``nn.Linear`` weights for generation on CPU.
+
+Decoding runs every linear layer on one row per sample and step: a
+matrix-vector product bound by reading the weight. torch's float32 CPU
+``nn.Linear`` goes through its BLAS (MKL), which on the measured machine
+reads weights at about a quarter of the memory's speed for such shapes;
+oneDNN's kernels, on a copy of the weight reordered once into its blocked
+layout, run them 2-4x faster (docs/benchmark.md). The results differ from
+torch's kernels only in float rounding (about 1e-6 relative), as results of
+two BLAS libraries do.
+"""
+import threading
+import weakref
+from contextlib import contextmanager
+from functools import partial
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def onednn_available() -> bool:
+    """Whether this torch build can pack and run oneDNN linear weights."""
+    return (torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, '_reorder_linear_weight')
+            and hasattr(torch.ops.mkldnn, '_linear_pointwise'))
+
+
+def is_packable(module: nn.Module) -> bool:
+    """A plain float32 CPU ``nn.Linear``: not a subclass with a forward of
+    its own (quantized layers), not hooked through an instance ``forward``
+    (accelerate), not a DeepSpeed ZeRO-3 partition."""
+    if not isinstance(module, nn.Linear) or \
+            type(module).forward is not nn.Linear.forward or \
+            'forward' in vars(module):
+        return False
+    tensors = [module.weight] + ([module.bias] if module.bias is not None
+                                 else [])
+    return all(type(t) in (torch.Tensor, nn.Parameter)
+               and not hasattr(t, 'ds_id') and t.device.type == 'cpu'
+               and t.dtype == torch.float32 and t.layout == torch.strided
+               for t in tensors)
+
+
+def packed_forward(linear: nn.Linear, packed_weight: torch.Tensor,
+                   inputs: torch.Tensor) -> torch.Tensor:
+    """``linear(inputs)`` on the packed weight; torch's own kernel where
+    autograd or autocast needs it, or the input is not float32."""
+    if inputs.dtype != torch.float32 or inputs.device.type != 'cpu' or \
+            torch.is_autocast_enabled('cpu') or \
+            (torch.is_grad_enabled() and
+             (inputs.requires_grad or linear.weight.requires_grad)):
+        return F.linear(inputs, linear.weight, linear.bias)
+    return torch.ops.mkldnn._linear_pointwise(inputs, packed_weight,
+                                              linear.bias, 'none', [], '')
+
+
+class PackedLinears:
+    """oneDNN-packed copies of a model's float32 CPU linear weights, made on
+    first use and kept while the weights stay as they are.
+
+    A packed copy is remade when its weight changed in place (optimizer
+    steps, ``load_state_dict``) or was replaced; :meth:`clear` drops them
+    all (``LLaVA`` calls it when it goes back to training). The copies are
+    not part of the model's state: copying or pickling the model carries
+    none of them. One instance serves one model; threads may generate with
+    it at once.
+    """
+
+    def __init__(self) -> None:
+        #: ``id(linear)`` -> (the layer, its weight's identity and version
+        #: when packed, the packed weight). The layer is held weakly and
+        #: checked, as a freed layer's id may be reused.
+        self._packed: dict[int, tuple] = {}
+        self._lock = threading.Lock()
+        #: Blocks inside :meth:`applied` now, and the layers they run.
+        self._users = 0
+        self._linears: list[nn.Linear] = []
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
+    def clear(self) -> None:
+        self._packed.clear()
+
+    def packed_weight(self, linear: nn.Linear) -> torch.Tensor:
+        weight = linear.weight
+        version = (weight.data_ptr(), weight._version, tuple(weight.shape))
+        entry = self._packed.get(id(linear))
+        if entry is None or entry[0]() is not linear or entry[1] != version:
+            with torch.no_grad():
+                packed = torch.ops.mkldnn._reorder_linear_weight(
+                    weight.detach())
+            entry = (weakref.ref(linear), version, packed)
+            self._packed[id(linear)] = entry
+        return entry[2]
+
+    @contextmanager
+    def applied(self, module: nn.Module) -> Iterator[int]:
+        """Run ``module``'s packable linear layers on packed weights inside
+        the block; yields how many there are. The first block to enter
+        installs them and the last to leave takes them out."""
+        with self._lock:
+            if not self._users:
+                self._install(module)
+            self._users += 1
+        try:
+            yield len(self._linears)
+        finally:
+            with self._lock:
+                self._users -= 1
+                if not self._users:
+                    for linear in self._linears:
+                        del linear.forward
+                    self._linears = []
+
+    def _install(self, module: nn.Module) -> None:
+        self._linears = [m for m in module.modules() if is_packable(m)]
+        # Entries of layers no longer in the model (replaced) would keep
+        # their weights' copies alive.
+        current = {id(linear) for linear in self._linears}
+        for key in [key for key in self._packed if key not in current]:
+            del self._packed[key]
+        for linear in self._linears:
+            linear.forward = partial(packed_forward, linear,
+                                     self.packed_weight(linear))

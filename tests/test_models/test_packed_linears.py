@@ -1,0 +1,151 @@
+"""oneDNN-packed linear weights: torch's ``F.linear`` is the reference."""
+import copy
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+
+from mmllava.models.packed_linears import (PackedLinears, is_packable,
+                                           onednn_available)
+
+pytestmark = pytest.mark.skipif(
+    not onednn_available(), reason='this torch build has no oneDNN')
+
+PACKED_OP = 'mkldnn::_linear_pointwise'
+
+
+def layers(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(48, 96), nn.GELU(),
+                         nn.Linear(96, 160, bias=False)).eval()
+
+
+def run_ops(fn):
+    """``fn()`` and the names of the aten/mkldnn ops it ran."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        result = fn()
+    return result, {event.name for event in prof.events()}
+
+
+@pytest.mark.parametrize('shape', [(1, 48), (8, 48), (2, 5, 48)])
+def test_packed_layers_match_torch_linear(shape):
+    model = layers()
+    inputs = torch.randn(shape)
+    expected = model(inputs)
+    packed = PackedLinears()
+    with torch.no_grad(), packed.applied(model) as count:
+        result, ops = run_ops(lambda: model(inputs))
+    assert count == 2 and len(packed) == 2
+    assert PACKED_OP in ops
+    torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-5)
+    # Outside the block the layers are torch's own again.
+    assert not any('forward' in vars(m) for m in model)
+    _, ops = run_ops(lambda: model(inputs))
+    assert PACKED_OP not in ops
+
+
+def test_non_contiguous_input_matches():
+    linear = layers()[0]
+    # The LM head sees the last position of a (B, L, C) tensor.
+    inputs = torch.randn(3, 7, 48)[:, -1:, :]
+    assert not inputs.is_contiguous()
+    with torch.no_grad(), PackedLinears().applied(linear):
+        result = linear(inputs)
+    torch.testing.assert_close(
+        result, F.linear(inputs, linear.weight, linear.bias),
+        rtol=1e-5, atol=1e-5)
+
+
+def test_weights_changed_in_place_are_packed_again():
+    model = layers()
+    inputs = torch.randn(4, 48)
+    packed = PackedLinears()
+
+    def packed_and_torch():
+        with torch.no_grad():
+            with packed.applied(model):
+                result = model(inputs)
+            return result, model(inputs)
+
+    before, _ = packed_and_torch()
+    with torch.no_grad():
+        model[0].weight.mul_(-2)  # as an optimizer step would
+    after_step = packed_and_torch()
+    model.load_state_dict(layers(seed=1).state_dict())
+    after_load = packed_and_torch()
+    model[2].weight = nn.Parameter(torch.zeros(160, 96))  # replaced
+    after_replace = packed_and_torch()
+    assert not torch.allclose(before, after_step[0])
+    for result, expected in (after_step, after_load, after_replace):
+        torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-5)
+    assert not after_replace[0].any()
+
+
+def test_layers_gone_from_the_model_are_dropped():
+    first, second = layers(), layers(seed=1)
+    packed = PackedLinears()
+    with torch.no_grad(), packed.applied(first):
+        first(torch.randn(1, 48))
+    with torch.no_grad(), packed.applied(second):
+        second(torch.randn(1, 48))
+    assert len(packed) == 2
+    assert all(entry[0]() in list(second) for entry in
+               packed._packed.values())
+
+
+def test_training_uses_torch_kernels_and_gets_gradients():
+    model = layers().train()
+    inputs = torch.randn(4, 48)
+    reference = copy.deepcopy(model)
+    reference(inputs).square().sum().backward()
+    with PackedLinears().applied(model):
+        loss, ops = run_ops(lambda: model(inputs).square().sum())
+        loss.backward()
+    assert PACKED_OP not in ops
+    for ours, theirs in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(ours.grad, theirs.grad)
+
+
+def test_other_inputs_and_layers_stay_with_torch():
+    linear = layers()[0]
+    with torch.no_grad(), PackedLinears().applied(linear):
+        with pytest.raises(RuntimeError):
+            # A bfloat16 input reaches torch's kernel, which refuses the
+            # float32 weight, as it would without packing.
+            linear(torch.randn(2, 48, dtype=torch.bfloat16))
+    assert not is_packable(nn.Linear(4, 4).to(torch.bfloat16))
+    assert not is_packable(nn.Conv1d(4, 4, 1))
+
+    class OwnForward(nn.Linear):
+        def forward(self, inputs):
+            return super().forward(inputs) * 2
+
+    assert not is_packable(OwnForward(4, 4))
+    hooked = nn.Linear(4, 4)
+    hooked.forward = lambda inputs: inputs  # accelerate-style hook
+    assert not is_packable(hooked)
+    assert is_packable(nn.Linear(4, 4))
+
+
+def test_copies_and_pickles_carry_no_packed_weights():
+    model = layers()
+    packed = PackedLinears()
+    with torch.no_grad(), packed.applied(model):
+        model(torch.randn(1, 48))
+    assert len(packed) == 2
+    assert len(copy.deepcopy(packed)) == 0
+    assert len(pickle.loads(pickle.dumps(packed))) == 0
+
+
+def test_overlapping_blocks_keep_the_layers_packed_until_the_last_leaves():
+    # As two threads generating with one model would.
+    model = layers()
+    packed = PackedLinears()
+    with packed.applied(model) as count:
+        with packed.applied(model) as inner_count:
+            assert inner_count == count == 2
+        assert all('forward' in vars(model[i]) for i in (0, 2))
+    assert not any('forward' in vars(m) for m in model)
