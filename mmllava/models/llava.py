@@ -194,9 +194,9 @@ class LLaVA(BaseModel):
             Defaults to None (off).
         pack_cpu_linears (bool): Generation on CPU runs the float32 linear
             layers on oneDNN-packed copies of their weights, made on first
-            use (about 1.7x faster decoding on the benchmark's machine, at
-            the cost of a second copy of those weights in memory until the
-            model goes back to training; see docs/inference.md). False keeps
+            use (1.6-2x the new tokens per second in the benchmark, at the
+            cost of a second copy of those weights in memory until the model
+            goes back to training; see docs/inference.md). False keeps
             torch's own kernels. Defaults to True.
         data_preprocessor (dict, optional): Defaults to
             ``LLaVADataPreprocessor``.

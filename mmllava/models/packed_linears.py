@@ -2,12 +2,11 @@
 
 Decoding runs every linear layer on one row per sample and step: a
 matrix-vector product bound by reading the weight. torch's float32 CPU
-``nn.Linear`` goes through its BLAS (MKL), which on the measured machine
-reads weights at about a quarter of the memory's speed for such shapes;
-oneDNN's kernels, on a copy of the weight reordered once into its blocked
-layout, run them 2-4x faster (docs/benchmark.md). The results differ from
-torch's kernels only in float rounding (about 1e-6 relative), as results of
-two BLAS libraries do.
+``nn.Linear`` goes through its BLAS (MKL), which on the project machine read
+weights well below the memory's speed for such shapes; oneDNN's kernels, on
+a copy of the weight reordered once into its blocked layout, ran them 3-4x
+faster (docs/inference.md). The results differ from torch's kernels only in
+float rounding (about 1e-6 relative), as results of two BLAS libraries do.
 """
 import threading
 import weakref
@@ -40,7 +39,7 @@ def is_packable(module: nn.Module) -> bool:
     return all(type(t) in (torch.Tensor, nn.Parameter)
                and not hasattr(t, 'ds_id') and t.device.type == 'cpu'
                and t.dtype == torch.float32 and t.layout == torch.strided
-               for t in tensors)
+               and t.numel() > 0 for t in tensors)
 
 
 def packed_forward(linear: nn.Linear, packed_weight: torch.Tensor,
@@ -122,12 +121,16 @@ class PackedLinears:
                     self._linears = []
 
     def _install(self, module: nn.Module) -> None:
-        self._linears = [m for m in module.modules() if is_packable(m)]
+        linears = [m for m in module.modules() if is_packable(m)]
         # Entries of layers no longer in the model (replaced) would keep
         # their weights' copies alive.
-        current = {id(linear) for linear in self._linears}
+        current = {id(linear) for linear in linears}
         for key in [key for key in self._packed if key not in current]:
             del self._packed[key]
-        for linear in self._linears:
-            linear.forward = partial(packed_forward, linear,
-                                     self.packed_weight(linear))
+        # Every weight is packed before any layer changes, so a failure
+        # leaves the model as it was.
+        forwards = [partial(packed_forward, linear, self.packed_weight(linear))
+                    for linear in linears]
+        for linear, forward in zip(linears, forwards):
+            linear.forward = forward
+        self._linears = linears

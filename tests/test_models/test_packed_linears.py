@@ -117,6 +117,7 @@ def test_other_inputs_and_layers_stay_with_torch():
             # float32 weight, as it would without packing.
             linear(torch.randn(2, 48, dtype=torch.bfloat16))
     assert not is_packable(nn.Linear(4, 4).to(torch.bfloat16))
+    assert not is_packable(nn.Linear(0, 4))
     assert not is_packable(nn.Conv1d(4, 4, 1))
 
     class OwnForward(nn.Linear):
@@ -149,3 +150,23 @@ def test_overlapping_blocks_keep_the_layers_packed_until_the_last_leaves():
             assert inner_count == count == 2
         assert all('forward' in vars(model[i]) for i in (0, 2))
     assert not any('forward' in vars(m) for m in model)
+
+
+def test_a_failed_packing_leaves_the_model_as_it_was(monkeypatch):
+    model = layers()
+    packed = PackedLinears()
+    packed_weight = packed.packed_weight
+
+    def fail_on_the_second(linear):
+        if linear is model[2]:
+            raise RuntimeError('no memory for the copy')
+        return packed_weight(linear)
+
+    monkeypatch.setattr(packed, 'packed_weight', fail_on_the_second)
+    with pytest.raises(RuntimeError, match='no memory'):
+        with packed.applied(model):
+            pass
+    assert not any('forward' in vars(m) for m in model)
+    monkeypatch.undo()
+    with packed.applied(model) as count:
+        assert count == 2
