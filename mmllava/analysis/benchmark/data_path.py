@@ -2,7 +2,7 @@
 pipeline and data preprocessor against the official per-sample
 preprocessing, on the same records in the same order."""
 import time
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from mmengine.dataset import pseudo_collate
@@ -29,21 +29,31 @@ def record_order(datasets: Sequence, count: int) -> list[tuple[int, int]]:
     return [pairs[k % len(pairs)] for k in range(count)]
 
 
+def paired_outputs(ours: Sequence[LLaVADataset],
+                   official: Sequence[OfficialStyleDataset]) -> Iterator:
+    """``(inputs, expected, ids_equal)`` of every record: ``ours``' packed
+    inputs, the official preprocessing's output and whether their ids and
+    labels are equal."""
+    for dataset, reference in zip(ours, official):
+        for index in range(len(dataset)):
+            inputs = dataset[index]['inputs']
+            expected = reference[index]
+            ids_equal = bool(
+                torch.equal(inputs['input_ids'], expected['input_ids'])
+                and torch.equal(inputs['labels'], expected['labels']))
+            yield inputs, expected, ids_equal
+
+
 def outputs_agree(ours: Sequence[LLaVADataset],
                   official: Sequence[OfficialStyleDataset]) -> dict:
     """Per record: equal ids, labels and (image records) pixel values, all
     bit for bit."""
     checked = equal = 0
-    for dataset, reference in zip(ours, official):
-        for index in range(len(dataset)):
-            inputs = dataset[index]['inputs']
-            expected = reference[index]
-            checked += 1
-            equal += bool(
-                torch.equal(inputs['input_ids'], expected['input_ids'])
-                and torch.equal(inputs['labels'], expected['labels'])
-                and (not len(inputs['pixel_values']) or torch.equal(
-                    inputs['pixel_values'][0], expected['image'])))
+    for inputs, expected, ids_equal in paired_outputs(ours, official):
+        checked += 1
+        equal += ids_equal and (not len(inputs['pixel_values']) or
+                                torch.equal(inputs['pixel_values'][0],
+                                            expected['image']))
     return dict(records=checked, equal=equal)
 
 
@@ -56,22 +66,17 @@ def pixel_levels_apart(ours: Sequence[LLaVADataset],
     still be equal (``ids_equal``)."""
     level = torch.tensor([1 / (255 * std) for std in image_std])[:, None,
                                                                    None]
-    largest, differing, values, ids_equal = 0, 0, 0, True
-    for dataset, reference in zip(ours, official):
-        for index in range(len(dataset)):
-            inputs = dataset[index]['inputs']
-            expected = reference[index]
-            ids_equal &= bool(
-                torch.equal(inputs['input_ids'], expected['input_ids'])
-                and torch.equal(inputs['labels'], expected['labels']))
-            if not len(inputs['pixel_values']):
-                continue
-            apart = ((inputs['pixel_values'][0] - expected['image']).abs() /
-                     level).round()
-            largest = max(largest, int(apart.max()))
-            differing += int((apart > 0).sum())
-            values += apart.numel()
-    return dict(ids_equal=ids_equal, max_levels=largest,
+    largest, differing, values, all_ids_equal = 0, 0, 0, True
+    for inputs, expected, ids_equal in paired_outputs(ours, official):
+        all_ids_equal &= ids_equal
+        if not len(inputs['pixel_values']):
+            continue
+        apart = ((inputs['pixel_values'][0] - expected['image']).abs() /
+                 level).round()
+        largest = max(largest, int(apart.max()))
+        differing += int((apart > 0).sum())
+        values += apart.numel()
+    return dict(ids_equal=all_ids_equal, max_levels=largest,
                 fraction_differing=differing / max(values, 1))
 
 
