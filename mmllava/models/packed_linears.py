@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmllava.utils.parameters import is_partitioned
+
 
 def onednn_available() -> bool:
     """Whether this torch build can pack and run oneDNN linear weights."""
@@ -37,7 +39,7 @@ def is_packable(module: nn.Module) -> bool:
     tensors = [module.weight] + ([module.bias] if module.bias is not None
                                  else [])
     return all(type(t) in (torch.Tensor, nn.Parameter)
-               and not hasattr(t, 'ds_id') and t.device.type == 'cpu'
+               and not is_partitioned(t) and t.device.type == 'cpu'
                and t.dtype == torch.float32 and t.layout == torch.strided
                and t.numel() > 0 for t in tensors)
 

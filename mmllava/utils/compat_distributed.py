@@ -19,7 +19,7 @@ from torch import nn
 from torch.distributed.fsdp import FullyShardedDataParallel
 
 from mmllava.engine.optim_wrappers import SkipBadStepMixin
-from mmllava.utils.parameters import held_share
+from mmllava.utils.parameters import held_share, is_partitioned
 
 #: The module mmengine 0.10.7 imports to register DeepSpeed's 1-bit
 #: optimizers; deepspeed 0.19 removed it.
@@ -130,7 +130,7 @@ def _build_partitioned(build_model: Callable) -> Callable:
                      if (self.config.get(key) or {}).get('enabled')), None)
         if half is not None:
             for param in model.parameters():
-                if not hasattr(param, 'ds_id'):
+                if not is_partitioned(param):
                     param.data = param.data.to(half)
         held, whole = held_share(model.parameters())
         print_log(

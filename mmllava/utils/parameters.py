@@ -5,6 +5,12 @@ from typing import Iterable
 from torch import nn
 
 
+def is_partitioned(param: nn.Parameter) -> bool:
+    """Whether DeepSpeed ZeRO-3 manages ``param`` (built inside
+    ``zero.Init`` or partitioned by ``deepspeed.initialize``)."""
+    return hasattr(param, 'ds_id')
+
+
 def full_numel(param: nn.Parameter) -> int:
     """The parameter's whole element count, partitioned or not."""
     return getattr(param, 'ds_numel', param.numel())
