@@ -6,12 +6,11 @@
 
 CHECKPOINT is an mmllava checkpoint, a DeepSpeed run's checkpoint folder
 (consolidated in memory) or a training work dir (its latest checkpoint).
-Generates an answer for
-every test sample, prints the metrics and writes every answer to ``--out``
-(default: in the work dir) in the benchmark's format: LLaVA's answer
-jsonl, or COCO caption results for captioning. The metrics are also saved
-beside it as json. ``--blind`` answers with every image blanked: the
-language-prior baseline.
+Generates an answer for every test sample, prints the metrics and writes
+every answer to ``--out`` (default: in the work dir) in the benchmark's
+format: LLaVA's answer jsonl, or COCO caption results for captioning. The
+metrics are also saved beside it as json. ``--blind`` answers with every
+image blanked: the language-prior baseline.
 
 Predictions are saved batch by batch in WORK_DIR/predictions (one file per
 process); ``--resume`` continues an interrupted run from them.

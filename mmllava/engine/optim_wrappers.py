@@ -73,9 +73,12 @@ class SkipBadStepMixin:
 
     def _reason_to_skip(self) -> str | None:
         gradients = self._gradients()
-        norm = sharded_total_norm(gradients) if self.sharded_gradients \
-            else torch.nn.utils.get_total_norm(gradients).item() \
-            if gradients else None
+        if self.sharded_gradients:
+            norm = sharded_total_norm(gradients)
+        elif gradients:
+            norm = torch.nn.utils.get_total_norm(gradients).item()
+        else:
+            norm = None
         if norm is None:
             return 'no trainable weight has a gradient'
         if norm == 0:
