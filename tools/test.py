@@ -28,7 +28,8 @@ from mmengine.runner import Runner
 import mmllava.engine  # noqa: F401
 from mmllava.utils.files import resolve_checkpoint
 from mmllava.utils.launch import (adapt_to_machine, add_runner_args,
-                                  apply_runner_args, parse_runner_args)
+                                  apply_runner_args, close_process_groups,
+                                  parse_runner_args)
 
 
 def parse_args() -> argparse.Namespace:
@@ -106,6 +107,7 @@ def main() -> None:
                         if isinstance(value, float) else f'{key}: {value}'
                         for key, value in metrics.items()))
         print(f'Answers: {cfg.answer_file}\nMetrics: {metrics_file}')
+    close_process_groups()
 
 
 if __name__ == '__main__':

@@ -20,7 +20,8 @@ from mmengine.runner import Runner
 import mmllava.engine  # noqa: F401
 from mmllava.utils.launch import (adapt_to_machine, add_runner_args,
                                   apply_amp, apply_runner_args,
-                                  apply_strategy, parse_runner_args)
+                                  apply_strategy, close_process_groups,
+                                  parse_runner_args)
 
 #: ``--strategy NAME`` reads ``NAME.py`` here.
 STRATEGY_DIR = Path(__file__).resolve().parents[1] / \
@@ -86,6 +87,7 @@ def main() -> None:
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg \
         else Runner.from_cfg(cfg)
     runner.train()
+    close_process_groups()
 
 
 if __name__ == '__main__':

@@ -8,6 +8,7 @@ import os.path as osp
 from typing import Optional
 
 import torch
+import torch.distributed as dist
 from mmengine.config import Config, DictAction
 from mmengine.utils import import_modules_from_strings
 
@@ -52,6 +53,21 @@ def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     apply_unsafe_pickle_arg(args)
     return args
+
+
+def close_process_groups() -> None:
+    """End a distributed run in order: every rank waits for the others, then
+    destroys its process groups.
+
+    Left to interpreter exit, a rank that finishes first closes its sockets
+    while the other still tears its connections down, and that rank can abort
+    ('terminate called without an active exception', seen once in about ten
+    2-process ZeRO-3 runs on gloo). Call it only after a run that succeeded on
+    every rank: the barrier waits for all of them.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def apply_runner_args(cfg: Config, args: argparse.Namespace) -> Config:
