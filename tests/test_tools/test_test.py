@@ -59,7 +59,8 @@ def run_test(cwd: Path, config: Path, checkpoint: str, work_dir: str,
     launcher = [sys.executable]
     if processes > 1:
         launcher += ['-m', 'torch.distributed.run',
-                     f'--nproc_per_node={processes}', '--master_port=29531']
+                     f'--nproc_per_node={processes}',
+                     '--standalone']  # a free port, not a fixed one
     command = [*launcher, str(TEST), str(config), checkpoint,
                '--work-dir', work_dir, *flags]
     if processes > 1:
