@@ -1,29 +1,35 @@
 """How a distributed run ends (:func:`close_process_groups`)."""
-from pathlib import Path
+import subprocess
+import sys
 
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from mmllava.utils.launch import close_process_groups
 
-WORLD_SIZE = 2
-
-
-def close_on_rank(rank: int, init_file: str, report_dir: str) -> None:
-    dist.init_process_group('gloo', init_method=f'file://{init_file}',
-                            rank=rank, world_size=WORLD_SIZE)
-    dist.new_group([0, 1])
-    close_process_groups()
-    Path(report_dir, f'rank{rank}').write_text(str(dist.is_initialized()))
+#: Run by torchrun on each rank: a default and a second group, then closed.
+RANK_SCRIPT = """
+import torch.distributed as dist
+from mmllava.utils.launch import close_process_groups
+dist.init_process_group('gloo')
+dist.new_group([0, 1])
+rank = dist.get_rank()
+close_process_groups()
+print(f'rank {rank} initialized after closing: {dist.is_initialized()}')
+"""
 
 
 def test_every_rank_leaves_with_its_groups_destroyed(tmp_path):
-    # Forked: spawned children could not import this test module.
-    mp.start_processes(close_on_rank,
-                       args=(str(tmp_path / 'init'), str(tmp_path)),
-                       nprocs=WORLD_SIZE, start_method='fork')
-    assert [(tmp_path / f'rank{rank}').read_text()
-            for rank in range(WORLD_SIZE)] == ['False'] * WORLD_SIZE
+    script = tmp_path / 'close.py'
+    script.write_text(RANK_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+         '--nproc_per_node=2', str(script)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=120)
+    assert result.returncode == 0, result.stdout[-4000:]
+    for rank in range(2):
+        assert f'rank {rank} initialized after closing: False' \
+            in result.stdout, result.stdout[-4000:]
 
 
 def test_a_run_without_process_groups_is_left_alone():
