@@ -10,6 +10,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 from mmengine.config import Config, DictAction
+from mmengine.dist import barrier, is_distributed
 from mmengine.utils import import_modules_from_strings
 
 from mmllava.utils.safe_load import (UNSAFE_PICKLE_FLAG,
@@ -65,8 +66,8 @@ def close_process_groups() -> None:
     2-process ZeRO-3 runs on gloo). Call it only after a run that succeeded on
     every rank: the barrier waits for all of them.
     """
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    if is_distributed():
+        barrier()
         dist.destroy_process_group()
 
 
