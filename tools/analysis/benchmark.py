@@ -204,10 +204,10 @@ def measure_generation(args, sizes, tokenizer_dir, tokenizer, datasets,
                for index in range(len(dataset))]
     generator = build_mmllava(sizes, tokenizer_dir, weights)
     widen_lm_head(generator, args.seed)
-    on_torch_kernels = build_mmllava(sizes, tokenizer_dir,
-                                     generator.state_dict(),
+    widened = generator.state_dict()
+    on_torch_kernels = build_mmllava(sizes, tokenizer_dir, widened,
                                      pack_cpu_linears=False)
-    generator_baseline = build_baseline(sizes, generator.state_dict())
+    generator_baseline = build_baseline(sizes, widened)
     generation = benchmark_generation(
         generator.to(args.device).eval(),
         on_torch_kernels.to(args.device).eval(),
