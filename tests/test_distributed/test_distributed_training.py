@@ -16,7 +16,6 @@ order.
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -50,19 +49,13 @@ OPTIONS = (
 TIMEOUT = 300
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def start(cwd: Path, work_dir: str, processes: int, epochs: int,
           *args: str, config: Path = CONFIG) -> subprocess.Popen:
     """Start tools/train.py on ``processes`` processes (torchrun beyond
     one), each with a batch of ``GLOBAL_BATCH / processes``."""
     launcher = [sys.executable, str(TRAIN)] if processes == 1 else [
         sys.executable, '-m', 'torch.distributed.run',
-        f'--nproc_per_node={processes}', f'--master_port={free_port()}',
+        f'--nproc_per_node={processes}', '--standalone',  # a free port
         str(TRAIN), '--launcher', 'pytorch']
     command = [*launcher, str(config), '--work-dir', work_dir, *args,
                '--cfg-options', *OPTIONS, f'train_cfg.max_epochs={epochs}',
