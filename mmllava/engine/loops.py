@@ -1,9 +1,11 @@
-"""An epoch-based training loop that resumes in the middle of an epoch and
-can validate every N iterations."""
+"""An epoch-based training loop that resumes in the middle of an epoch,
+can validate every N iterations and fits the parameter schedulers to the
+length of the run."""
 from typing import Optional
 
 from mmengine.runner import EpochBasedTrainLoop
 
+from mmllava.engine.schedule_checks import check_param_schedulers
 from mmllava.registry import LOOPS
 
 
@@ -22,6 +24,12 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
     One long epoch also means mmengine's per-epoch validation comes once, at
     the end; ``val_iter_interval`` validates every N iterations as well.
 
+    The runner builds this loop before its parameter schedulers, so the loop
+    fits their configs to the length of the dataloader first: a warm-up
+    that rounds to too few iterations is lengthened, and a schedule that
+    ends before ``max_epochs`` is warned about (see
+    :mod:`mmllava.engine.schedule_checks`).
+
     Args:
         runner: The runner.
         dataloader: The training dataloader or its config.
@@ -39,6 +47,12 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
             raise ValueError('val_iter_interval must be a positive number '
                              f'of iterations, got {val_iter_interval}')
         self.val_iter_interval = val_iter_interval
+        # Still configs: Runner.train() builds the schedulers after the loop.
+        if runner.param_schedulers is not None:
+            runner.param_schedulers, messages = check_param_schedulers(
+                runner.param_schedulers, len(self.dataloader), max_epochs)
+            for message in messages:
+                runner.logger.warning(message)
 
     def run_epoch(self) -> None:
         """Iterate one epoch, skipping batches already trained."""
