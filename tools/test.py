@@ -26,6 +26,7 @@ from mmengine.runner import Runner
 
 # Version fixes; loops, hooks and the safe checkpoint loader.
 import mmllava.engine  # noqa: F401
+from mmllava.datasets.transforms import blind_pipeline
 from mmllava.utils.files import resolve_checkpoint
 from mmllava.utils.launch import (adapt_to_machine, add_runner_args,
                                   apply_runner_args, close_process_groups,
@@ -64,23 +65,14 @@ def answer_writer(cfg: Config, out_file: str) -> dict:
                 model_id=osp.splitext(osp.basename(cfg.filename))[0])
 
 
-def blind_pipeline(pipeline: list, mean) -> None:
-    """Put a BlankImage step right after LoadImage."""
-    steps = [step['type'] for step in pipeline]
-    if 'LoadImage' not in steps:
-        raise ValueError('--blind needs a LoadImage step in the test '
-                         f'pipeline; it has {steps}')
-    pipeline.insert(steps.index('LoadImage') + 1,
-                    dict(type='BlankImage', mean=mean))
-
-
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     cfg = apply_runner_args(cfg, args)
     name = osp.splitext(osp.basename(args.config))[0]
     cfg.load_from = resolve_checkpoint(args.checkpoint)
     if args.blind:
-        blind_pipeline(cfg.test_dataloader.dataset.pipeline,
-                       cfg.get('image_mean', (0.5, 0.5, 0.5)))
+        dataset = cfg.test_dataloader.dataset
+        dataset.pipeline = blind_pipeline(
+            dataset.pipeline, cfg.get('image_mean', (0.5, 0.5, 0.5)))
     # The checkpoint holds the projector; a stage-1 path is not needed.
     cfg.model.pop('projector_pretrained', None)
     task = cfg.get('inference', {}).get('task')

@@ -45,11 +45,18 @@ class LLaVADataset(BaseDataset):
             on a large dataset: it reads every file). Defaults to False.
         allow_outside_paths (bool): Accept absolute image paths and paths
             with ``..`` out of ``image_folder``. Defaults to False.
+        extra_keys (Sequence[str]): Other record keys copied into each
+            sample's data info when the record has them, e.g. ``('type',)``
+            for a question kind; list them in :class:`PackLLaVAInputs`'
+            ``meta_keys`` too to carry them into the data samples.
+            Defaults to ``()``.
         **kwargs: Other :class:`mmengine.dataset.BaseDataset` arguments.
     """
 
     #: Problems listed in the error that stops a run; the rest are counted.
     MAX_LISTED_PROBLEMS = 10
+    #: The keys a sample's data info is built with.
+    INFO_KEYS = ('sample_id', 'img_path', 'conversations', 'modality_length')
 
     def __init__(self,
                  data_file: str,
@@ -59,7 +66,13 @@ class LLaVADataset(BaseDataset):
                  skip_invalid: bool = False,
                  check_images: bool = False,
                  allow_outside_paths: bool = False,
+                 extra_keys: Sequence[str] = (),
                  **kwargs) -> None:
+        clashes = set(extra_keys) & set(self.INFO_KEYS)
+        if clashes:
+            raise ValueError(f'extra_keys {sorted(clashes)} would replace '
+                             f'keys the dataset sets ({self.INFO_KEYS}).')
+        self.extra_keys = tuple(extra_keys)
         self.image_folder = image_folder
         self.skip_invalid = skip_invalid
         self.check_images = check_images
@@ -106,7 +119,9 @@ class LLaVADataset(BaseDataset):
                     img_path=osp.join(self.image_folder, record['image'])
                     if has_image else None,
                     conversations=record['conversations'],
-                    modality_length=words if has_image else -words))
+                    modality_length=words if has_image else -words,
+                    **{key: record[key] for key in self.extra_keys
+                       if key in record}))
         return data_list
 
     def _problems_message(self, report: Report) -> str:

@@ -6,14 +6,14 @@ from mmllava.utils import compat_distributed  # noqa: F401
 from mmllava.engine.atomic_file_backend import AtomicLocalBackend
 from mmllava.engine.checkpoint_hook import AtomicCheckpointHook
 from mmllava.engine.checkpoint_loader import load_local_checkpoint
-from mmllava.engine.hooks import (NonFiniteLossHook, RNGStateHook,
-                                  SampleAnswersHook)
+from mmllava.engine.hooks import (ImageGainHook, NonFiniteLossHook,
+                                  RNGStateHook, SampleAnswersHook)
 from mmllava.engine.loops import ResumableEpochBasedTrainLoop
 from mmllava.engine.optim_wrappers import (GuardedAmpOptimWrapper,
                                            GuardedOptimWrapper)
 from mmllava.engine.resumable_test_loop import ResumableTestLoop
 
 __all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend',
-           'GuardedAmpOptimWrapper', 'GuardedOptimWrapper',
+           'GuardedAmpOptimWrapper', 'GuardedOptimWrapper', 'ImageGainHook',
            'NonFiniteLossHook', 'RNGStateHook', 'ResumableEpochBasedTrainLoop',
            'ResumableTestLoop', 'SampleAnswersHook', 'load_local_checkpoint']

@@ -485,13 +485,7 @@ class LLaVA(BaseModel):
                 **packed.llm_kwargs()).last_hidden_state
             targets = packed.targets
         else:
-            # use_cache=False: with the cache on, transformers 5 Llama
-            # ignores explicit position ids (see docs/design.md).
-            hidden = self.llm.get_decoder()(
-                inputs_embeds=embeds, attention_mask=mask,
-                use_cache=False).last_hidden_state
-            # Position t predicts label t + 1.
-            hidden, targets = hidden[:, :-1], labels[:, 1:]
+            hidden, targets = self._next_token_states(embeds, mask, labels)
         supervised = targets != IGNORE_INDEX
         # (B, L'-1, C) or (R, L_row, C) -> (N_supervised, C)
         #   -> (N_supervised, V)
@@ -505,6 +499,61 @@ class LLaVA(BaseModel):
         if pixel_values is None:
             loss = loss + self._empty_image_term()
         return dict(loss=loss)
+
+    def sample_losses(self,
+                      input_ids: torch.Tensor,
+                      attention_mask: torch.Tensor,
+                      labels: torch.Tensor,
+                      pixel_values: Optional[torch.Tensor] = None,
+                      num_images: Optional[Sequence[int]] = None,
+                      data_samples: Optional[list] = None,
+                      image_sizes: Optional[torch.Tensor] = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each sample's summed loss over its supervised tokens, and how many
+        tokens that is: what :meth:`loss` averages over the batch, kept apart
+        per sample, so that a measurement over a whole set can weight every
+        token alike (``losses.sum() / counts.sum()``, or per group).
+
+        Takes what the data preprocessor returns. Runs unpacked even when
+        the model packs its training batches: packing lays a batch out
+        differently, it does not change any sample's loss.
+
+        Returns:
+            tuple: ``(B,)`` float32 summed cross entropies (nats) and
+            ``(B,)`` supervised token counts.
+        """
+        if labels is None:
+            raise ValueError('sample_losses needs labels (a training '
+                             "pipeline's TokenizeConversation, mode='train')")
+        num_images = num_images if num_images is not None \
+            else [0] * len(input_ids)
+        embeds, mask, labels = self._embed_inputs(
+            input_ids, attention_mask, labels, pixel_values, num_images,
+            data_samples, 'right', image_sizes)
+        hidden, targets = self._next_token_states(embeds, mask, labels)
+        supervised = targets != IGNORE_INDEX
+        # (B, L'-1, C) -> (N_supervised, C) -> (N_supervised, V)
+        logits = self.llm.get_output_embeddings()(hidden[supervised])
+        token_losses = F.cross_entropy(logits.float(), targets[supervised],
+                                       reduction='none')
+        # The supervised tokens in row-major order, each with its row.
+        rows = supervised.nonzero()[:, 0]
+        losses = token_losses.new_zeros(len(targets)).index_add_(
+            0, rows, token_losses)
+        return losses, supervised.sum(dim=1)
+
+    def _next_token_states(self, embeds: torch.Tensor, mask: torch.Tensor,
+                           labels: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unpacked decoder's last hidden states beside the labels they
+        predict: ``(B, L'-1, C)`` and ``(B, L'-1)``."""
+        # use_cache=False: with the cache on, transformers 5 Llama ignores
+        # explicit position ids (see docs/design.md).
+        hidden = self.llm.get_decoder()(
+            inputs_embeds=embeds, attention_mask=mask,
+            use_cache=False).last_hidden_state
+        # Position t predicts label t + 1.
+        return hidden[:, :-1], labels[:, 1:]
 
     def _empty_image_term(self) -> torch.Tensor:
         """Zero, computed through the trainable part of the image path.

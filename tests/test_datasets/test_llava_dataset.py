@@ -258,6 +258,19 @@ def test_image_paths_resolve_against_image_folder(tmp_path, image_folder):
             assert info['img_path'] is None
 
 
+def test_extra_keys_reach_the_data_info(tmp_path):
+    data_file = write_json(tmp_path / 'd.json', MIX665K_RECORDS)
+    plain = build(data_file)
+    assert all('model' not in plain.get_data_info(index)
+               for index in range(len(plain)))
+    dataset = build(data_file, extra_keys=('model', ))
+    assert [dataset.get_data_info(index).get('model')
+            for index in range(len(dataset))] == \
+        [record.get('model') for record in MIX665K_RECORDS]
+    with pytest.raises(ValueError, match=r"extra_keys \['img_path'\]"):
+        build(data_file, extra_keys=('img_path', ))
+
+
 GOOD = STAGE1_RECORDS[0]
 
 

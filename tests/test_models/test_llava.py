@@ -449,6 +449,24 @@ def test_unsupervised_labels_do_not_change_the_loss(model):
     assert not torch.allclose(loss, other)
 
 
+def test_sample_losses_are_each_samples_summed_cross_entropy(model):
+    batch = make_batch(model)
+    with torch.no_grad():
+        losses, counts = model.sample_losses(**batch)
+        logits = model(**batch, mode='tensor')
+        loss = model(**batch, mode='loss')['loss']
+    labels = expanded_labels()
+    assert counts.tolist() == [3, 2, 4]
+    for index in range(3):
+        torch.testing.assert_close(
+            losses[index] / counts[index],
+            manual_loss(logits[index:index + 1], labels[index:index + 1]))
+    # Summed over the batch, the loss's token-weighted mean.
+    torch.testing.assert_close(losses.sum() / counts.sum(), loss)
+    with pytest.raises(ValueError, match='needs labels'):
+        model.sample_losses(**make_batch(model, with_labels=False))
+
+
 def test_loss_needs_labels_and_modes_are_checked(model):
     batch = make_batch(model, with_labels=False)
     with pytest.raises(ValueError, match='needs labels'):

@@ -2,9 +2,10 @@
 from mmllava.datasets.transforms.anyres import AnyResImage
 from mmllava.datasets.transforms.formatting import PackLLaVAInputs
 from mmllava.datasets.transforms.image import (BlankImage, PadToSquare,
-                                               ProcessImage)
+                                               ProcessImage, blind_pipeline)
 from mmllava.datasets.transforms.loading import LoadImage
 from mmllava.datasets.transforms.tokenize import TokenizeConversation
 
 __all__ = ['LoadImage', 'BlankImage', 'PadToSquare', 'ProcessImage',
-           'AnyResImage', 'TokenizeConversation', 'PackLLaVAInputs']
+           'AnyResImage', 'TokenizeConversation', 'PackLLaVAInputs',
+           'blind_pipeline']

@@ -121,3 +121,22 @@ class BlankImage(BaseTransform):
         results['images'] = [Image.new('RGB', image.size, self.colour)
                              for image in results['images']]
         return results
+
+
+def blind_pipeline(pipeline: Sequence[dict],
+                   mean: Sequence[float]) -> list[dict]:
+    """``pipeline`` with a :class:`BlankImage` step right after
+    ``LoadImage``: the blind baseline's pipeline.
+
+    Args:
+        pipeline (Sequence[dict]): Transform configs, one a ``LoadImage``.
+        mean (Sequence[float]): The blank colour in 0-1 (see
+            :class:`BlankImage`).
+    """
+    steps = [step['type'] for step in pipeline]
+    if 'LoadImage' not in steps:
+        raise ValueError('Blanking the images needs a LoadImage step in the '
+                         f'pipeline; it has {steps}')
+    after = steps.index('LoadImage') + 1
+    return [*pipeline[:after], dict(type='BlankImage', mean=mean),
+            *pipeline[after:]]

@@ -1,6 +1,8 @@
 """Hooks; importing this module registers them."""
+from mmllava.engine.hooks.image_gain_hook import ImageGainHook
 from mmllava.engine.hooks.non_finite_loss_hook import NonFiniteLossHook
 from mmllava.engine.hooks.rng_state_hook import RNGStateHook
 from mmllava.engine.hooks.sample_answers_hook import SampleAnswersHook
 
-__all__ = ['NonFiniteLossHook', 'RNGStateHook', 'SampleAnswersHook']
+__all__ = ['ImageGainHook', 'NonFiniteLossHook', 'RNGStateHook',
+           'SampleAnswersHook']
