@@ -4,35 +4,49 @@
 
 1. Generates the synthetic-scene dataset (data/demo) if it is absent.
 2. Makes the demo weights (checkpoints/demo) if absent: the real LLaMA-format
-   tokenizer from the mistral-common wheel, a random-init CLIP vision tower,
-   and a small Llama given a short language pretraining on the demo text.
+   tokenizer from the mistral-common wheel, a small CLIP vision tower
+   pretrained with CLIP's contrastive objective on the training scenes'
+   captions, and a small Llama given a short language pretraining on the
+   demo text. Each folder is written under a temporary name and moved into
+   place when complete, so an interrupted run never leaves a half-made one.
 3. Stage 1 (projector only, captions, `plain`) with tools/train.py.
 4. Stage 2 (projector + LLM, instructions, `vicuna_v1`) with tools/train.py,
-   starting from the stage-1 projector.
-5. Draws both loss curves to work_dirs/demo_loss.png and prints the losses.
+   starting from the stage-1 projector. Both stages measure on held-out
+   scenes whether the model uses its images (ImageGainHook: val/image_gain)
+   and save a checkpoint at the end of every epoch.
+5. Draws both loss curves and the image gains to work_dirs/demo_loss.png.
 6. Tests the trained model with tools/test.py on the held-out scenes:
    captioning (BLEU, METEOR, ROUGE-L, CIDEr) and short-answer questions
    (exact match per question kind), beside a blind baseline (the same model
    with every image blanked), prints one answer per question kind and draws
    a few answers beside their images to work_dirs/demo_predictions.png.
+
+``--resume`` continues a run that was stopped: finished stages are kept, an
+unfinished one resumes from its last checkpoint (the end of its last whole
+epoch), and the test step runs again.
 """
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from mmengine.config import Config
 
 from mmllava.demo.assets import (pretrain_language_model,
-                                 save_random_vision_encoder)
+                                 pretrain_vision_encoder)
 from mmllava.demo.eval_files import write_eval_files
 from mmllava.demo.predictions import draw_predictions, join_answers
 from mmllava.demo.report import comparison_table, examples_per_kind
 from mmllava.demo.synthetic_scenes import generate_demo_dataset
 from mmllava.demo.tokenizer import write_llama_tokenizer
-from mmllava.utils.plot import (find_scalars_file, load_scalars,
-                                plot_loss_curves)
+from mmllava.utils.plot import draw_curves, find_scalars_files, load_scalars
+from mmllava.utils.plot_image_gain import plot_image_gain
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE1_CONFIG = REPO / 'configs/llava/llava-tiny_demo_pretrain.py'
@@ -49,34 +63,58 @@ def parse_args() -> argparse.Namespace:
                         help='--cfg-options for stage 1 (key=value)')
     parser.add_argument('--stage2-options', nargs='*', default=[],
                         help='--cfg-options for stage 2 (key=value)')
+    parser.add_argument('--resume', action='store_true',
+                        help='keep finished stages and resume an unfinished '
+                        'one from its last checkpoint')
     return parser.parse_args()
+
+
+@contextmanager
+def building(folder: Path) -> Iterator[Path]:
+    """Build ``folder`` under a temporary name and move it into place once
+    complete: a run stopped half-way leaves no folder that a later run would
+    take for finished (the temporary one is made anew)."""
+    partial = folder.with_name(folder.name + '.partial')
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    yield partial
+    partial.rename(folder)
 
 
 def prepare(demo: dict) -> None:
     """Make the demo's data and weights where they are missing."""
     data_dir = Path(demo['data_dir'])
-    if not (data_dir / 'instruct.json').is_file():
+    if not data_dir.is_dir():
         print(f'Generating the demo dataset in {data_dir} ...')
-        generate_demo_dataset(
-            str(data_dir), num_train=demo['num_train'],
-            num_eval=demo['num_eval'], image_size=demo['image_size'])
-    if not (data_dir / 'eval/questions.jsonl').is_file():
-        write_eval_files(str(data_dir / 'eval.json'), str(data_dir / 'eval'))
-    if not Path(demo['tokenizer_dir'], 'tokenizer_config.json').is_file():
-        write_llama_tokenizer(demo['tokenizer_dir'])
-    if not Path(demo['vision_encoder_dir'], 'config.json').is_file():
-        print('Saving a random-init CLIP vision tower to '
-              f'{demo["vision_encoder_dir"]}')
-        save_random_vision_encoder(demo['vision_config'],
-                                   demo['image_processor'],
-                                   demo['vision_encoder_dir'])
-    if not Path(demo['llm_dir'], 'config.json').is_file():
+        with building(data_dir) as folder:
+            generate_demo_dataset(
+                str(folder), num_train=demo['num_train'],
+                num_eval=demo['num_eval'], image_size=demo['image_size'])
+            write_eval_files(str(folder / 'eval.json'), str(folder / 'eval'))
+    tokenizer_dir = Path(demo['tokenizer_dir'])
+    if not tokenizer_dir.is_dir():
+        with building(tokenizer_dir) as folder:
+            write_llama_tokenizer(str(folder))
+    vision_dir = Path(demo['vision_encoder_dir'])
+    if not vision_dir.is_dir():
+        print('Pretraining the demo vision tower (CLIP contrastive) on the '
+              f'training captions ({data_dir / "pretrain.json"}) -> '
+              f'{vision_dir}')
+        with building(vision_dir) as folder:
+            pretrain_vision_encoder(
+                demo['vision_config'], demo['image_processor'],
+                str(data_dir / 'pretrain.json'), str(data_dir), str(folder),
+                **demo['vision_pretrain'])
+    llm_dir = Path(demo['llm_dir'])
+    if not llm_dir.is_dir():
         print('Pretraining the demo LLM on the demo text '
-              f'({data_dir / "corpus.txt"}) -> {demo["llm_dir"]}')
-        pretrain_language_model(
-            demo['llm_config'], demo['tokenizer_dir'],
-            str(data_dir / 'corpus.txt'), demo['llm_dir'],
-            **demo['lm_pretrain'])
+              f'({data_dir / "corpus.txt"}) -> {llm_dir}')
+        with building(llm_dir) as folder:
+            pretrain_language_model(
+                demo['llm_config'], str(tokenizer_dir),
+                str(data_dir / 'corpus.txt'), str(folder),
+                **demo['lm_pretrain'])
 
 
 def run_tool(tool: str, *args: str) -> None:
@@ -85,9 +123,52 @@ def run_tool(tool: str, *args: str) -> None:
     subprocess.run(command, check=True)
 
 
-def train(config: Path, work_dir: Path, options: list[str]) -> None:
+#: Written into a stage's work dir when its training has finished.
+STAGE_DONE = 'demo_stage_done'
+
+
+def train(config: Path, work_dir: Path, options: list[str],
+          resume: bool) -> None:
+    """Train one stage with tools/train.py.
+
+    With ``resume``, a finished stage is kept as it is and an unfinished one
+    continues from its last checkpoint; otherwise, or when it saved none,
+    the stage starts afresh in an emptied work dir (so that its logs hold
+    one run).
+    """
+    if resume and (work_dir / STAGE_DONE).is_file():
+        print(f'{work_dir}: finished before, kept (--resume)')
+        return
+    extra = []
+    if resume and (work_dir / 'last_checkpoint').is_file():
+        print(f'{work_dir}: resuming from its last checkpoint')
+        extra = ['--resume']
+    elif work_dir.exists():
+        shutil.rmtree(work_dir)
     options = ['--cfg-options', *options] if options else []
-    run_tool('train.py', str(config), '--work-dir', str(work_dir), *options)
+    run_tool('train.py', str(config), '--work-dir', str(work_dir), *extra,
+             *options)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / STAGE_DONE).write_text('')
+
+
+def draw_training(stage_dirs: dict, out_file: Path) -> Path:
+    """Both stages' loss curves beside each stage's image gain."""
+    # A bare Figure on the Agg canvas leaves pyplot's global backend alone.
+    figure = Figure(figsize=(16, 4.5), dpi=100)
+    FigureCanvasAgg(figure)
+    loss_axes, *gain_axes = figure.subplots(1, 1 + len(stage_dirs))
+    launches = {name: find_scalars_files(work_dir)
+                for name, work_dir in stage_dirs.items()}
+    draw_curves(loss_axes, list(launches.values()))
+    for axes, (name, files) in zip(gain_axes, launches.items()):
+        plot_image_gain(files, axes=axes, per_kind=name == 'stage 2')
+        axes.set_title(f'{name}: held-out loss, shuffled or blank images '
+                       'minus own', fontsize='medium')
+    figure.tight_layout()
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_file)
+    return out_file
 
 
 def test(config: Path, checkpoint: Path, work_dir: Path,
@@ -132,22 +213,26 @@ def main() -> None:
     args = parse_args()
     demo = Config.fromfile(str(STAGE1_CONFIG)).demo
     prepare(demo)
-    stage1_dir = Path(args.work_dir, 'llava-tiny_demo_pretrain')
-    stage2_dir = Path(args.work_dir, 'llava-tiny_demo_ft')
-    train(STAGE1_CONFIG, stage1_dir, args.stage1_options)
-    train(STAGE2_CONFIG, stage2_dir,
-          [f'model.projector_pretrained={stage1_dir}', *args.stage2_options])
-    scalar_files = [str(find_scalars_file(str(work_dir)))
-                    for work_dir in (stage1_dir, stage2_dir)]
-    figure = plot_loss_curves(scalar_files,
-                              str(Path(args.work_dir, 'demo_loss.png')))
-    for name, scalar_file in zip(('stage 1', 'stage 2'), scalar_files):
-        _, losses = load_scalars(scalar_file)
+    stage_dirs = {
+        'stage 1': Path(args.work_dir, 'llava-tiny_demo_pretrain'),
+        'stage 2': Path(args.work_dir, 'llava-tiny_demo_ft')}
+    train(STAGE1_CONFIG, stage_dirs['stage 1'], args.stage1_options,
+          args.resume)
+    train(STAGE2_CONFIG, stage_dirs['stage 2'],
+          [f'model.projector_pretrained={stage_dirs["stage 1"]}',
+           *args.stage2_options], args.resume)
+    figure = draw_training(stage_dirs, Path(args.work_dir, 'demo_loss.png'))
+    for name, work_dir in stage_dirs.items():
+        files = find_scalars_files(work_dir)
+        _, losses = load_scalars(files)
+        _, gains = load_scalars(files, 'val/image_gain')
         print(f'{name}: loss {losses[0]:.3f} -> {losses[-1]:.3f} '
-              f'({losses[-1] / losses[0]:.0%} of the first)')
-    print(f'Loss curves: {figure}')
+              f'({losses[-1] / losses[0]:.0%} of the first); held-out '
+              f'image gain {gains[-1]:.3f} nats/token (loss with shuffled '
+              'images minus loss with their own)')
+    print(f'Loss curves and image gains: {figure}')
 
-    evaluate(demo, stage2_dir, Path(args.work_dir, 'demo_test'))
+    evaluate(demo, stage_dirs['stage 2'], Path(args.work_dir, 'demo_test'))
 
 
 if __name__ == '__main__':

@@ -7,13 +7,20 @@ _base_ = [
 ]
 
 model = dict(freeze_llm=True, template='plain')
-train_cfg = dict(max_epochs=2)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0,
-         end=0.06, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=0.06,
-         end=2, convert_to_iter_based=True),
-]
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=100000, max_keep_ckpts=1))
+    # A checkpoint at the end of every epoch: a stopped demo resumes there
+    # (tools/run_demo.py --resume).
+    checkpoint=dict(by_epoch=True, interval=1, max_keep_ckpts=1))
+
+# Does the projector carry anything from the images? The held-out caption
+# loss with each scene's own image against shuffled and blank images
+# (val/image_gain), before the first step and every 100 iterations.
+custom_hooks = [
+    dict(type='NonFiniteLossHook'),
+    dict(type='ImageGainHook', data_file='data/demo/eval.json',
+         image_folder='data/demo/',
+         pipeline=_base_.train_dataloader.dataset.pipeline,
+         kinds=('caption', ), max_samples=100, batch_size=25,
+         interval=100, at_start=True),
+]

@@ -84,23 +84,36 @@ def pretrain_record(scene: Scene, rng: random.Random) -> dict:
 
 
 def instruct_records(scene: Scene, rng: random.Random) -> list[dict]:
-    """Stage-2 records of one train scene: a conversation, short answers,
-    a detailed description, a reasoning question and a caption."""
+    """Stage-2 records of one train scene: a conversation, short answers
+    to one question of every kind, a detailed description or a reasoning
+    question (one of the two, at random) and a caption.
+
+    The short answers carry most of what the images teach per token (the
+    answer is the visual fact, nothing else), so each scene asks them all,
+    in a random order, as LLaVA-1.5 packs many VQA questions about one image
+    into one conversation; the long descriptions and reasoning answers cost
+    many tokens each for a few visual facts, so each scene has one of them
+    (see docs/get_started.md, "Why it learns").
+    """
     questions = scene_questions(scene, rng)
     conversation = _pick(questions, rng.randint(2, 4), rng)
-    short = _pick(questions, rng.randint(2, 4), rng)
-    reasoning = reasoning_question(scene, rng)
+    short = _pick(questions, len(questions), rng)
+    if rng.random() < 0.5:
+        long_record = _image_record(
+            f'{scene.id}_detail', scene,
+            [(rng.choice(DETAIL_PROMPTS), detailed_description(scene))], rng)
+    else:
+        reasoning = reasoning_question(scene, rng)
+        long_record = _image_record(f'{scene.id}_reasoning', scene,
+                                    [(reasoning.question, reasoning.answer)],
+                                    rng)
     return [
         _image_record(f'{scene.id}_conversation', scene,
                       [(qa.question, qa.answer) for qa in conversation], rng),
         _image_record(f'{scene.id}_short', scene,
                       [(f'{qa.question}\n{SHORT_ANSWER_PROMPT}',
                         upper_first(qa.short)) for qa in short]),
-        _image_record(
-            f'{scene.id}_detail', scene,
-            [(rng.choice(DETAIL_PROMPTS), detailed_description(scene))], rng),
-        _image_record(f'{scene.id}_reasoning', scene,
-                      [(reasoning.question, reasoning.answer)], rng),
+        long_record,
         _image_record(f'{scene.id}_caption', scene,
                       [(CAPTION_PROMPT, caption(scene))]),
     ]

@@ -198,7 +198,7 @@ def test_counts(tmp_path):
     text_only = [record for record in instruct if 'image' not in record]
     assert len(load(tmp_path, 'scenes.json')['scenes']) == 37
     assert len(load(tmp_path, 'pretrain.json')) == 30
-    assert len(instruct) == written['num_instruct_records'] == 30 * 5 + len(
+    assert len(instruct) == written['num_instruct_records'] == 30 * 4 + len(
         text_only)
     assert 0.08 <= len(text_only) / len(instruct) <= 0.12
     assert len(load(tmp_path, 'eval.json')) == written['num_eval_records']
