@@ -18,7 +18,7 @@ from mmengine.config import Config
 from transformers import AutoImageProcessor
 
 from mmllava.demo.feature_probe import (IGNORE, demo_scenes, fit_probes,
-                                        probe_heads, scene_targets)
+                                        probe_heads, scene_targets, scored)
 from mmllava.demo.scenes import draw_scene
 from mmllava.registry import MODELS
 
@@ -53,7 +53,6 @@ def tower_features(encoder, processor, scenes, batch_size: int = 256):
 
 def majority_rates(train_targets, test_targets, heads) -> dict[str, float]:
     """Accuracy of always answering each head's most common train class."""
-    from mmllava.demo.feature_probe import scored
     hits: dict[str, list[float]] = {}
     for i, head in enumerate(heads):
         known = train_targets[:, i][train_targets[:, i] != IGNORE]
@@ -64,10 +63,16 @@ def majority_rates(train_targets, test_targets, heads) -> dict[str, float]:
         if head.kind in ('colour', 'shape', 'size'):
             known = known[known != 0]
         majority = int(known.mode().values)
-        for target in test_targets[:, i]:
-            if scored(head, int(target)):
-                hits.setdefault(head.kind, []).append(
-                    float(int(target) == majority))
+        right = [float(int(target) == majority)
+                 for target in test_targets[:, i]
+                 if scored(head, int(target))]
+        if head.balanced:
+            # Scored as the probes are, one accuracy per class present: the
+            # majority class all right, the others all wrong.
+            right = [float(value == majority) for value in
+                     {int(target) for target in test_targets[:, i]
+                      if scored(head, int(target))}]
+        hits.setdefault(head.kind, []).extend(right)
     return {kind: 100 * sum(v) / len(v) for kind, v in hits.items()}
 
 

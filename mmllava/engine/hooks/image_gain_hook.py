@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.hooks import Hook
+from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 from torch.utils.data import DataLoader, Dataset
 
@@ -265,8 +266,10 @@ class ImageGainHook(Hook):
             left out (dropped or truncated differently in a variant).
         """
         if self._variants is None:
-            raise RuntimeError('ImageGainHook.compute runs after '
-                               'before_train has read the data.')
+            # Called outside a run (a trained checkpoint measured on its
+            # own): read the samples now.
+            self._variants = self._build_variants(
+                MMLogger.get_current_instance())
         was_training = model.training
         model.eval()
         try:
