@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mmengine
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -35,9 +36,10 @@ REPO = Path(__file__).resolve().parents[2]
 TRAIN = REPO / 'tools/train.py'
 CONFIG = REPO / 'configs/llava/llava-tiny_demo_pretrain.py'
 GLOBAL_BATCH = 4
-# 36 image rows and 8 text tokens: every caption is cut to 7 supervised
-# tokens (the shortest of the 4 has 9).
-MAX_LENGTH = 44
+# The image rows and 8 text tokens: every caption is cut to 7 supervised
+# tokens (the shortest of the 4 has 9), so that each process's mean loss
+# weighs its tokens as the one-process run does.
+MAX_LENGTH = mmengine.Config.fromfile(str(CONFIG)).num_image_tokens + 8
 OPTIONS = (
     'model.freeze_llm=False',
     f'train_dataloader.dataset.indices={GLOBAL_BATCH}',

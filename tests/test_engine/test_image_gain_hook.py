@@ -11,7 +11,8 @@ from mmengine.logging import MessageHub, MMLogger
 from mmengine.runner import Runner
 from PIL import Image, ImageDraw
 
-from mmllava.engine.hooks.image_gain_hook import image_derangement
+from mmllava.engine.hooks.image_gain_hook import (holds_sharded_weights,
+                                                  image_derangement)
 from mmllava.registry import HOOKS, MODELS
 from mmllava.utils.plot import find_scalars_file, load_scalars
 
@@ -287,3 +288,17 @@ def test_arguments_are_checked(folder, tokenizer):
     hook = build_hook(folder, tokenizer, pipeline=[dict(type='LoadImage')])
     with pytest.raises(ValueError, match='needs the image processor'):
         hook.before_train(fake_runner(None)[0])
+
+
+def test_sharded_weights_are_said_and_skipped(folder, tokenizer):
+    model = build_model(tokenizer)
+    assert not holds_sharded_weights(model)
+    # DeepSpeed ZeRO-3 marks each partitioned parameter with a ds_id.
+    next(model.parameters()).ds_id = 0
+    assert holds_sharded_weights(model)
+    hook = build_hook(folder, tokenizer, at_start=True)
+    runner, capture = fake_runner(model)
+    hook.before_train(runner)
+    assert 'sharded across processes' in capture.messages[-1]
+    hook.after_train(runner)
+    assert runner.visualizer.scalars == []

@@ -10,11 +10,14 @@ from mmengine.dataset import Compose, pseudo_collate
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
+from torch import nn
+from torch.distributed.fsdp import FullyShardedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from mmllava.datasets import LLaVADataset
 from mmllava.datasets.transforms import blind_pipeline
 from mmllava.registry import HOOKS, TRANSFORMS
+from mmllava.utils.parameters import is_partitioned
 
 DATA_BATCH = Optional[dict]
 #: The three ways each sample is shown, in the order they are measured.
@@ -56,6 +59,14 @@ def image_derangement(image_paths: Sequence[str], seed: int = 0) -> list:
     for position, index in enumerate(order):
         perm[index] = order[(position + largest) % len(order)]
     return perm
+
+
+def holds_sharded_weights(model: nn.Module) -> bool:
+    """Whether the model's weights are split across processes (FSDP,
+    DeepSpeed ZeRO-3), so that its module cannot run outside the wrapper."""
+    return any(isinstance(module, FullyShardedDataParallel)
+               for module in model.modules()) or any(
+                   is_partitioned(param) for param in model.parameters())
 
 
 class _ImageVariant(Dataset):
@@ -180,11 +191,20 @@ class ImageGainHook(Hook):
         self._variants: Optional[dict] = None
         self._kinds: list = []
         self._last_measured: Optional[int] = None
+        self._sharded = False
 
     def before_train(self, runner) -> None:
         # Built here, not in __init__: the files are read once the run
         # starts, and a missing one stops it before the first step.
         self._variants = self._build_variants(runner.logger)
+        if holds_sharded_weights(runner.model):
+            self._sharded = True
+            runner.logger.warning(
+                'ImageGainHook: the model\'s weights are sharded across '
+                'processes (FSDP or DeepSpeed ZeRO-3), so the image gain is '
+                'not measured in this run; measure a consolidated checkpoint '
+                'instead (examples/image_gain_demo.py).')
+            return
         if self.at_start:
             self.measure(runner, iterations_done=runner.iter)
 
@@ -309,7 +329,9 @@ class ImageGainHook(Hook):
 
     def measure(self, runner, iterations_done: int) -> dict:
         """Compute the gains and write them to the visualizer, the log and
-        the message hub."""
+        the message hub (nothing when the weights are sharded)."""
+        if self._sharded:
+            return {}
         model = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
         scalars, num_kept, num_left_out = self.compute(model)
