@@ -302,3 +302,12 @@ def test_sharded_weights_are_said_and_skipped(folder, tokenizer):
     assert 'sharded across processes' in capture.messages[-1]
     hook.after_train(runner)
     assert runner.visualizer.scalars == []
+
+
+def test_measuring_leaves_the_random_state_as_found(colour_model):
+    model, hook = colour_model
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    hook.compute(model)
+    assert torch.equal(torch.rand(3), expected)

@@ -39,7 +39,7 @@ COMMON_OPTIONS = (
     'train_cfg.max_epochs=2', 'train_cfg.val_begin=100',
     'param_scheduler.0.end=0.5', 'param_scheduler.1.begin=0.5',
     'randomness.deterministic=True', 'model.llm.attention_dropout=0.2',
-    'default_hooks.logger.interval=1')
+    'default_hooks.logger.interval=1', 'default_hooks.checkpoint.by_epoch=False')
 STAGES = {
     'stage1': dict(
         config='llava-tiny_demo_pretrain.py', interval=3,

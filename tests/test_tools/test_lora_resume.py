@@ -29,6 +29,7 @@ OPTIONS = (
     'train_cfg.val_begin=100', 'param_scheduler.0.end=0.5',
     'param_scheduler.1.begin=0.5', 'randomness.deterministic=True',
     'model.projector_pretrained=None', 'default_hooks.logger.interval=1',
+    'default_hooks.checkpoint.by_epoch=False',
     f'default_hooks.checkpoint.interval={INTERVAL}',
     'default_hooks.checkpoint.max_keep_ckpts=2')
 

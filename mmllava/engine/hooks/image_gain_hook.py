@@ -18,6 +18,7 @@ from mmllava.datasets import LLaVADataset
 from mmllava.datasets.transforms import blind_pipeline
 from mmllava.registry import HOOKS, TRANSFORMS
 from mmllava.utils.parameters import is_partitioned
+from mmllava.utils.rng import rng_left_as_found
 
 DATA_BATCH = Optional[dict]
 #: The three ways each sample is shown, in the order they are measured.
@@ -292,9 +293,14 @@ class ImageGainHook(Hook):
                 MMLogger.get_current_instance())
         was_training = model.training
         model.eval()
+        # Its dataloaders draw their seeds from torch's generator: left as
+        # found, so that measuring does not change the training that follows
+        # (nor a resumed run's bit-exact match).
         try:
-            results = {name: self._sample_losses(model, self._variants[name])
-                       for name in VARIANTS}
+            with rng_left_as_found():
+                results = {name: self._sample_losses(model,
+                                                     self._variants[name])
+                           for name in VARIANTS}
         finally:
             model.train(was_training)
         # Only samples kept whole in all three variants compare like for
