@@ -218,6 +218,7 @@ OPTIONS = ('train_dataloader.dataset.indices=6',
            'train_dataloader.persistent_workers=False',
            'train_cfg.max_epochs=1', 'param_scheduler.0.end=0.5',
            'param_scheduler.1.begin=0.5',
+           'default_hooks.checkpoint.by_epoch=False',
            'default_hooks.checkpoint.interval=1')
 KILL_OPTIONS = (
     'default_hooks.checkpoint.backend_args.backend='
