@@ -82,6 +82,27 @@ def building(folder: Path) -> Iterator[Path]:
     partial.rename(folder)
 
 
+def check_made_as_configured(data_dir: Path, vision_dir: Path,
+                             demo: dict) -> None:
+    """Stop, naming the folder, when data or a tower made by an earlier
+    version of the demo (other sizes) would be reused."""
+    made = json.loads((vision_dir / 'config.json').read_text())
+    differing = {key: (made.get(key), value)
+                 for key, value in demo['vision_config'].items()
+                 if made.get(key) != value}
+    scenes = json.loads((data_dir / 'scenes.json').read_text())
+    num_train = sum(scene['split'] == 'train' for scene in scenes['scenes'])
+    if num_train != demo['num_train']:
+        differing['num_train'] = (num_train, demo['num_train'])
+    if differing:
+        found = ', '.join(f'{key} {old} (config: {new})'
+                          for key, (old, new) in differing.items())
+        raise SystemExit(
+            f'{data_dir} and {vision_dir} were made with other settings '
+            f'than the config\'s demo section: {found}. Delete '
+            f'{data_dir} and {vision_dir.parent} to make them again.')
+
+
 def prepare(demo: dict) -> None:
     """Make the demo's data and weights where they are missing."""
     data_dir = Path(demo['data_dir'])
@@ -106,6 +127,7 @@ def prepare(demo: dict) -> None:
                 demo['vision_config'], demo['image_processor'],
                 str(data_dir / 'pretrain.json'), str(data_dir), str(folder),
                 **demo['vision_pretrain'])
+    check_made_as_configured(data_dir, vision_dir, demo)
     llm_dir = Path(demo['llm_dir'])
     if not llm_dir.is_dir():
         print('Pretraining the demo LLM on the demo text '

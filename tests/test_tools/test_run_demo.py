@@ -2,6 +2,7 @@
 what ``--resume`` keeps, resumes and retrains (the training itself is
 tests/test_demo/test_demo_end_to_end.py)."""
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,20 @@ def test_a_stage_that_fails_is_not_marked_finished(run_demo, monkeypatch,
         run_demo.train(Path('stage.py'), tmp_path / 'stage', [],
                        resume=False)
     assert not (tmp_path / 'stage' / run_demo.STAGE_DONE).exists()
+
+
+def test_assets_of_an_earlier_demo_are_refused_by_name(run_demo, tmp_path):
+    demo = dict(vision_config=dict(patch_size=16, hidden_size=128),
+                num_train=3)
+    data, tower = tmp_path / 'data', tmp_path / 'weights/vision_encoder'
+    data.mkdir()
+    tower.mkdir(parents=True)
+    scenes = [dict(split='train')] * 3 + [dict(split='eval')]
+    (data / 'scenes.json').write_text(json.dumps(dict(scenes=scenes)))
+    (tower / 'config.json').write_text(
+        json.dumps(dict(patch_size=16, hidden_size=128)))
+    run_demo.check_made_as_configured(data, tower, demo)  # as configured
+    (tower / 'config.json').write_text(
+        json.dumps(dict(patch_size=8, hidden_size=128)))
+    with pytest.raises(SystemExit, match=r'patch_size 8 \(config: 16\)'):
+        run_demo.check_made_as_configured(data, tower, demo)
