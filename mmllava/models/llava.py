@@ -486,13 +486,8 @@ class LLaVA(BaseModel):
             targets = packed.targets
         else:
             hidden, targets = self._next_token_states(embeds, mask, labels)
-        supervised = targets != IGNORE_INDEX
-        # (B, L'-1, C) or (R, L_row, C) -> (N_supervised, C)
-        #   -> (N_supervised, V)
-        logits = self.llm.get_output_embeddings()(hidden[supervised])
-        num_tokens = int(supervised.sum())
-        loss = F.cross_entropy(logits.float(), targets[supervised],
-                               reduction='sum') / max(num_tokens, 1)
+        summed, supervised = self._supervised_losses(hidden, targets, 'sum')
+        loss = summed / max(int(supervised.sum()), 1)
         # Keeps the graph connected (zero gradient) when nothing is
         # supervised, so every parameter still gets a gradient.
         loss = loss + hidden.sum() * 0.0
@@ -531,16 +526,25 @@ class LLaVA(BaseModel):
             input_ids, attention_mask, labels, pixel_values, num_images,
             data_samples, 'right', image_sizes)
         hidden, targets = self._next_token_states(embeds, mask, labels)
-        supervised = targets != IGNORE_INDEX
-        # (B, L'-1, C) -> (N_supervised, C) -> (N_supervised, V)
-        logits = self.llm.get_output_embeddings()(hidden[supervised])
-        token_losses = F.cross_entropy(logits.float(), targets[supervised],
-                                       reduction='none')
+        token_losses, supervised = self._supervised_losses(hidden, targets,
+                                                           'none')
         # The supervised tokens in row-major order, each with its row.
         rows = supervised.nonzero()[:, 0]
         losses = token_losses.new_zeros(len(targets)).index_add_(
             0, rows, token_losses)
         return losses, supervised.sum(dim=1)
+
+    def _supervised_losses(self, hidden: torch.Tensor, targets: torch.Tensor,
+                           reduction: str
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross entropy at the supervised positions only (the LM head runs
+        nowhere else), reduced by ``reduction``, and the supervised mask."""
+        supervised = targets != IGNORE_INDEX
+        # (B, L'-1, C) or (R, L_row, C) -> (N_supervised, C)
+        #   -> (N_supervised, V)
+        logits = self.llm.get_output_embeddings()(hidden[supervised])
+        return F.cross_entropy(logits.float(), targets[supervised],
+                               reduction=reduction), supervised
 
     def _next_token_states(self, embeds: torch.Tensor, mask: torch.Tensor,
                            labels: torch.Tensor
