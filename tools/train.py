@@ -10,14 +10,17 @@ Without ``--strategy`` mmengine's Runner trains (one process, or DDP under
 a launcher); with one, its FlexibleRunner does (see docs/distributed.md).
 """
 import argparse
+import logging
 from pathlib import Path
 
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 # Version fixes; loops, hooks and the safe checkpoint loader.
 import mmllava.engine  # noqa: F401
+from mmllava.engine.resume import resume_checkpoint
 from mmllava.utils.launch import (adapt_to_machine, add_runner_args,
                                   apply_amp, apply_runner_args,
                                   apply_strategy, close_process_groups,
@@ -33,8 +36,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('config', help='config file')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
-        help='resume from CKPT, or from the work dir\'s latest checkpoint '
-        'when no path is given')
+        help='resume from CKPT, or, when no path is given, from the work '
+        'dir\'s newest checkpoint that can be read (unreadable ones are '
+        'skipped, each named)')
     parser.add_argument(
         '--amp', action='store_true', help='automatic mixed precision')
     parser.add_argument(
@@ -65,6 +69,10 @@ def strategy_config(name: str) -> Config:
     return Config.fromfile(str(path))
 
 
+def warn(message: str) -> None:
+    print_log(message, logger='current', level=logging.WARNING)
+
+
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     if args.strategy is not None:
         cfg.merge_from_dict(strategy_config(args.strategy).to_dict())
@@ -73,8 +81,12 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg = apply_amp(cfg, args.amp_dtype)
     cfg = apply_strategy(cfg)
     if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        checkpoint = resume_checkpoint(cfg.work_dir, warn)
+        if checkpoint is None:
+            warn(f'--resume: {cfg.work_dir} holds no checkpoint; training '
+                 'starts at iteration 1.')
+        cfg.resume = checkpoint is not None
+        cfg.load_from = checkpoint
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume

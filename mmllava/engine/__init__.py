@@ -7,7 +7,8 @@ from mmllava.engine.atomic_file_backend import AtomicLocalBackend
 from mmllava.engine.checkpoint_hook import AtomicCheckpointHook
 from mmllava.engine.checkpoint_loader import load_local_checkpoint
 from mmllava.engine.hooks import (ImageGainHook, NonFiniteLossHook,
-                                  RNGStateHook, SampleAnswersHook)
+                                  RNGStateHook, SampleAnswersHook,
+                                  StrictLoadHook)
 from mmllava.engine.loops import ResumableEpochBasedTrainLoop
 from mmllava.engine.optim_wrappers import (GuardedAmpOptimWrapper,
                                            GuardedOptimWrapper)
@@ -16,4 +17,5 @@ from mmllava.engine.resumable_test_loop import ResumableTestLoop
 __all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend',
            'GuardedAmpOptimWrapper', 'GuardedOptimWrapper', 'ImageGainHook',
            'NonFiniteLossHook', 'RNGStateHook', 'ResumableEpochBasedTrainLoop',
-           'ResumableTestLoop', 'SampleAnswersHook', 'load_local_checkpoint']
+           'ResumableTestLoop', 'SampleAnswersHook', 'StrictLoadHook',
+           'load_local_checkpoint']

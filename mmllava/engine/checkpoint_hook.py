@@ -7,6 +7,7 @@ from mmengine.hooks import CheckpointHook
 
 from mmllava.engine.atomic_file_backend import (AtomicLocalBackend,
                                                 remove_temp_files)
+from mmllava.engine.resume import checkpoints_of_earlier_run
 from mmllava.registry import HOOKS
 
 
@@ -32,6 +33,10 @@ class AtomicCheckpointHook(CheckpointHook):
     :class:`AtomicLocalBackend`); the pointer, a local file in the work dir
     as in mmengine, is always written atomically.
 
+    A run that starts from its first iteration in a folder that already
+    holds checkpoints stops before training: it would overwrite them by
+    name (``tools/train.py --resume`` continues that run instead).
+
     Args:
         **kwargs: :class:`mmengine.hooks.CheckpointHook` arguments
             (``interval``, ``by_epoch``, ``max_keep_ckpts``, ``save_last``,
@@ -39,8 +44,19 @@ class AtomicCheckpointHook(CheckpointHook):
     """
 
     def before_train(self, runner) -> None:
-        """Set up as mmengine does, then clear interrupted writes' files."""
+        """Set up as mmengine does, refuse to overwrite another run's
+        checkpoints, then clear interrupted writes' files."""
         super().before_train(runner)
+        if runner.iter == 0 and runner.epoch == 0 and \
+                self.file_backend.isdir(self.out_dir):
+            earlier = checkpoints_of_earlier_run(self.out_dir)
+            if earlier:
+                raise FileExistsError(
+                    f'{self.out_dir} already holds checkpoints of an earlier '
+                    f'run ({", ".join(earlier)}), which this run, starting '
+                    'at iteration 1, would overwrite. Continue that run with '
+                    'tools/train.py --resume, or give another --work-dir, or '
+                    'remove them to start over.')
         if is_main_process() and isinstance(self.file_backend,
                                             AtomicLocalBackend):
             for path in remove_temp_files(self.out_dir):

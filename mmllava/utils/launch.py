@@ -13,18 +13,26 @@ from mmengine.config import Config, DictAction
 from mmengine.dist import barrier, is_distributed
 from mmengine.utils import import_modules_from_strings
 
+from mmllava.utils.config_checks import (check_option_types,
+                                         warn_unknown_top_level_keys)
 from mmllava.utils.safe_load import (UNSAFE_PICKLE_FLAG,
                                      allow_unsafe_pickle_for_this_run)
 
 
 def add_runner_args(parser: argparse.ArgumentParser,
                     work_dir_help: str, cfg_options_example: str) -> None:
-    """``--work-dir``, ``--cfg-options``, ``--launcher`` and the launchers'
-    ``--local-rank``."""
+    """``--work-dir``, ``--cfg-options``, ``--allow-partial-load``,
+    ``--launcher`` and the launchers' ``--local-rank``."""
     parser.add_argument('--work-dir', help=work_dir_help)
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help=f'override config keys, e.g. {cfg_options_example}')
+    parser.add_argument(
+        '--allow-partial-load', action='store_true',
+        help='load a checkpoint that does not fit the model (missing, '
+        'unexpected or mis-shaped keys), leaving what does not fit at its '
+        'initial values; without it such a load stops the run, listing the '
+        'keys')
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none', help='job launcher')
@@ -72,10 +80,12 @@ def close_process_groups() -> None:
 
 
 def apply_runner_args(cfg: Config, args: argparse.Namespace) -> Config:
-    """The launcher, ``--cfg-options``, and the work dir (default
-    ``work_dirs/<config name>``)."""
+    """The launcher, ``--cfg-options`` (type-checked), the work dir
+    (default ``work_dirs/<config name>``) and the strict-load check
+    (``--allow-partial-load``); warns about misspelled top-level keys."""
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
+        check_option_types(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
         # mmengine imports a config file's custom_imports when it reads the
         # file, not those that come from the command line.
@@ -87,6 +97,13 @@ def apply_runner_args(cfg: Config, args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+    # Also for configs that do not start from default_runtime.py.
+    hooks = dict(cfg.get('default_hooks') or {})
+    hooks.setdefault('strict_load', dict(type='StrictLoadHook'))
+    if args.allow_partial_load:
+        hooks['strict_load'] = dict(hooks['strict_load'], allow_partial=True)
+    cfg.default_hooks = hooks
+    warn_unknown_top_level_keys(cfg)
     return cfg
 
 

@@ -16,6 +16,7 @@ import contextvars
 import os
 import pickle
 import warnings
+import zipfile
 from typing import Any, Iterator, Optional
 
 import torch
@@ -31,6 +32,39 @@ _allowed_in_scope: contextvars.ContextVar[Optional[bool]] = \
 
 class UnsafePickleError(pickle.UnpicklingError):
     """A file needs arbitrary unpickling and nobody allowed it."""
+
+
+class UnreadableCheckpointError(RuntimeError):
+    """A weight file is empty, truncated or not a torch file at all."""
+
+
+#: The first bytes of a torch zip archive, and of torch's legacy (before
+#: 1.6) format: a pickle protocol 2 stream.
+ZIP_MAGIC = b'PK\x03\x04'
+LEGACY_TORCH_MAGIC = b'\x80\x02'
+
+
+def unreadable_reason(path: str) -> Optional[str]:
+    """Why ``path`` cannot be a torch file, or None if it may be one.
+
+    Cheap: reads the first bytes and, for a zip archive, its central
+    directory at the end, which a truncated write or copy lacks.
+    """
+    size = os.path.getsize(path)
+    if size == 0:
+        return 'the file is empty'
+    with open(path, 'rb') as file:
+        head = file.read(4)
+    if head == ZIP_MAGIC:
+        if not zipfile.is_zipfile(path):
+            return (f'the file is truncated ({size} bytes): it starts as '
+                    "a torch zip archive but lacks the archive's end (an "
+                    'interrupted save or copy)')
+        return None
+    if head.startswith(LEGACY_TORCH_MAGIC):
+        return None
+    return (f'the file is not a torch checkpoint (it starts with '
+            f'{head!r}, neither a zip archive nor a legacy torch file)')
 
 
 def unsafe_pickle_allowed(allow: Optional[bool] = None) -> bool:
@@ -76,13 +110,30 @@ def load_torch_file(path: str, map_location: Any = 'cpu', mmap: bool = False,
             ``MMLLAVA_ALLOW_UNSAFE_PICKLE=1``).
 
     Raises:
+        UnreadableCheckpointError: The file is empty, truncated, corrupt or
+            not a torch file; the message names it and says which.
         UnsafePickleError: The file needs full unpickling and it was not
             allowed. The message names the file, what torch refused and how
             to opt in.
     """
+    reason = unreadable_reason(path)
+    if reason is not None:
+        raise UnreadableCheckpointError(f'Cannot load {path}: {reason}.')
     try:
         return torch.load(path, map_location=map_location, mmap=mmap,
                           weights_only=True)
+    except (RuntimeError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        # What torch raises for an archive damaged inside (a bad record, a
+        # missing tensor file); its messages do not name the file. Other
+        # RuntimeErrors (a CUDA map_location on a CPU machine) pass as they
+        # are.
+        if isinstance(error, RuntimeError) and \
+                'PytorchStreamReader' not in str(error):
+            raise
+        raise UnreadableCheckpointError(
+            f'Cannot load {path}: the file is corrupt ({type(error).__name__}'
+            f': {str(error).splitlines()[0] if str(error) else "no detail"})'
+            '.') from error
     except pickle.UnpicklingError as error:
         refused = _refused_global(error)
         if not unsafe_pickle_allowed(allow_unsafe_pickle):

@@ -15,6 +15,7 @@ from mmengine.runner import load_checkpoint
 import mmllava.engine  # noqa: F401  (registers the checkpoint loader)
 from mmllava.utils.launch import add_runner_args, parse_runner_args
 from mmllava.utils.safe_load import (ALLOW_UNSAFE_PICKLE_ENV,
+                                     UnreadableCheckpointError,
                                      UnsafePickleError, load_torch_file,
                                      unsafe_pickle_scope)
 
@@ -151,3 +152,33 @@ def test_mmengine_loading_accepts_a_work_dir(tmp_path):
         load_checkpoint(loaded, str(tmp_path))
     with pytest.raises(FileNotFoundError, match='missing.pth'):
         load_checkpoint(loaded, str(tmp_path / 'missing.pth'))
+
+
+@pytest.mark.parametrize('damage, reason', [
+    (lambda data: data[:len(data) // 2], 'the file is truncated'),
+    (lambda data: b'', 'the file is empty'),
+    (lambda data: b'<html>not found</html>' * 40,
+     "the file is not a torch checkpoint (it starts with b'<htm'"),
+])
+def test_a_damaged_file_is_named_with_its_fault(tmp_path, damage, reason):
+    """Not torch's ``PytorchStreamReader ... central directory``, a bare
+    ``EOFError``, or (for other bytes) a misleading unsafe-pickle refusal."""
+    path = tmp_path / 'iter_2.pth'
+    torch.save(dict(state_dict=dict(w=torch.zeros(256))), path)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(UnreadableCheckpointError) as error:
+        load_torch_file(str(path))
+    assert str(error.value).startswith(f'Cannot load {path}: {reason}')
+    with pytest.raises(UnreadableCheckpointError):
+        load_checkpoint(torch.nn.Linear(2, 2), str(path))
+
+
+def test_a_damaged_record_inside_the_archive_is_named(tmp_path):
+    path = tmp_path / 'iter_2.pth'
+    torch.save(dict(state_dict=dict(w=torch.zeros(256))), path)
+    data = path.read_bytes()
+    # The pickle's record name in the local header and central directory.
+    path.write_bytes(data.replace(b'data.pkl', b'data.pkx'))
+    with pytest.raises(UnreadableCheckpointError,
+                       match=f'Cannot load {path}: the file is corrupt'):
+        load_torch_file(str(path))

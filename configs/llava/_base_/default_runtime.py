@@ -15,6 +15,10 @@ default_hooks = dict(
     # RNG states in each checkpoint, restored on resume (bit-exact resume).
     # A default hook, so that configs replacing custom_hooks keep it.
     rng_state=dict(type='RNGStateHook'),
+    # A checkpoint that does not fit the model (another width, a LoRA run,
+    # another projector) stops the run, listing the keys; allow_partial=True
+    # (--allow-partial-load) loads what fits on purpose.
+    strict_load=dict(type='StrictLoadHook'),
 )
 # A NaN or inf loss stops the run, naming the iteration and the samples. A
 # config that sets its own custom_hooks replaces this list: keep it there.

@@ -1,0 +1,92 @@
+"""``mmllava/utils/config_checks.py``: a misspelled top-level key is
+warned about with the key it is close to, and a ``--cfg-options`` value of
+the wrong type stops the tools, naming the key and the type."""
+import argparse
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config, DictAction
+
+from mmllava.utils.config_checks import (check_option_types,
+                                         warn_unknown_top_level_keys)
+from mmllava.utils.launch import apply_runner_args
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((REPO / 'configs/llava').glob('*.py'))
+
+
+def test_a_misspelled_top_level_key_names_the_known_one():
+    cfg = Config(dict(optim_wrapper=dict(optimizer=dict(lr=1e-3)),
+                      optim_wraper=dict(optimizer=dict(lr=0.5)),
+                      trian_cfg=dict(max_epochs=3)))
+    warnings = warn_unknown_top_level_keys(cfg)
+    assert len(warnings) == 2
+    assert "'optim_wraper' is read by nothing" in warnings[0]
+    assert "did you mean 'optim_wrapper'?" in warnings[0]
+    assert "did you mean 'train_cfg'?" in warnings[1]
+
+
+def test_a_config_s_own_variables_are_not_typos():
+    cfg = Config(dict(test_pipeline=[], tokenizer=dict(), demo_root='x',
+                      vision_encoder_path='y', model=dict()))
+    assert warn_unknown_top_level_keys(cfg) == []
+
+
+@pytest.mark.parametrize('config', CONFIGS, ids=lambda path: path.stem)
+def test_no_recipe_warns(config):
+    assert warn_unknown_top_level_keys(Config.fromfile(str(config))) == []
+
+
+def parse_options(*options: str) -> dict:
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(['--cfg-options', *options]).cfg_options
+
+
+RECIPE = dict(optim_wrapper=dict(optimizer=dict(type='AdamW', lr=2e-5)),
+              train_cfg=dict(max_epochs=1),
+              model=dict(freeze_llm=True, template='vicuna_v1'),
+              param_scheduler=[dict(type='LinearLR', end=0.03)])
+
+
+@pytest.mark.parametrize('option, needed', [
+    ('optim_wrapper.optimizer.lr=abc', 'a number (float)'),
+    ('train_cfg.max_epochs=three', 'a number (int)'),
+    ('model.freeze_llm=yes', 'a bool (True or False)'),
+    ('param_scheduler.0.end=half', 'a number (float)'),
+])
+def test_an_option_of_the_wrong_type_is_refused(option, needed):
+    key, value = option.split('=')
+    with pytest.raises(ValueError) as error:
+        check_option_types(Config(RECIPE), parse_options(option))
+    assert str(error.value).startswith(
+        f"--cfg-options {key}={value}: '{value}' is not {needed}")
+
+
+@pytest.mark.parametrize('option', [
+    'optim_wrapper.optimizer.lr=3e-4', 'optim_wrapper.optimizer.lr=1',
+    'model.freeze_llm=False', 'model.template=plain',
+    'model.new_key=anything', 'train_cfg.val_interval=2'])
+def test_options_of_the_right_type_or_new_keys_pass(option):
+    check_option_types(Config(RECIPE), parse_options(option))
+
+
+def test_the_tools_check_options_before_merging():
+    args = argparse.Namespace(
+        launcher='none', config='x.py', work_dir='w',
+        allow_partial_load=False,
+        cfg_options=parse_options('optim_wrapper.optimizer.lr=abc'))
+    cfg = Config(RECIPE)
+    with pytest.raises(ValueError, match='optim_wrapper.optimizer.lr=abc'):
+        apply_runner_args(cfg, args)
+    assert cfg.optim_wrapper.optimizer.lr == 2e-5
+
+
+def test_the_tools_turn_on_the_strict_load_check():
+    args = argparse.Namespace(launcher='none', config='x.py', work_dir='w',
+                              cfg_options=None, allow_partial_load=False)
+    cfg = apply_runner_args(Config(dict(default_hooks=dict())), args)
+    assert cfg.default_hooks.strict_load == dict(type='StrictLoadHook')
+    args.allow_partial_load = True
+    cfg = apply_runner_args(Config(RECIPE), args)
+    assert cfg.default_hooks.strict_load.allow_partial is True
