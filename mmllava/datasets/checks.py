@@ -3,8 +3,10 @@
 Loading a dataset stops at the first bad record; this module reads on and
 collects every fault of every record (structure, turns, ``<image>`` count,
 length after tokenizing, the image file itself) into one :class:`Report`.
-Each problem carries a stable code from :data:`REASONS` and a message that
-says what was expected and what came.
+Each problem carries a stable code from :data:`REASONS` (a fault: the record,
+or the file, cannot be trained on as it is) or :data:`WARNINGS` (training
+goes on, but not quite as the text reads) and a message that says what was
+expected and what came.
 """
 import codecs
 import json
@@ -22,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from mmllava.constants import (IGNORE_INDEX, IMAGE_PLACEHOLDER,
                                IMAGE_TOKEN_INDEX)
 from mmllava.conversation import (GPT, HUMAN, ChatTemplate,
-                                  tokenize_conversation)
+                                  move_image_to_front, tokenize_conversation)
 from mmllava.datasets.records import check_record, read_records
 from mmllava.datasets.transforms.tokenize import truncate_to_length
 
@@ -30,6 +32,7 @@ from mmllava.datasets.transforms.tokenize import truncate_to_length
 REASONS = {
     'invalid_utf8': 'bytes that are not valid UTF-8',
     'invalid_json': 'not valid json, or not a list of records',
+    'no_records': 'a file that holds no records',
     'malformed_fields': 'a missing or malformed field',
     'duplicate_id': 'an id that an earlier record already has',
     'roles_out_of_order': 'turns that do not alternate human, gpt',
@@ -38,6 +41,8 @@ REASONS = {
     'empty_question': 'an empty or blank human turn',
     'image_count_mismatch': '<image> placeholders that do not match the '
                             'images',
+    'nested_placeholder': 'a turn that still holds <image> once its '
+                          '<image> are moved to the front (<im<image>age>)',
     'template_mismatch': 'a conversation the chat template cannot render',
     'over_max_length': 'longer than max_length, so truncated',
     'truncated_to_nothing': 'no supervised token left after truncation',
@@ -51,13 +56,36 @@ REASONS = {
     'rgb_conversion_failed': 'an image that cannot be converted to RGB',
 }
 
+#: Every warning code, in report order, with what it means. A warning does
+#: not make a record bad: training takes it, as the official code does.
+WARNINGS = {
+    'placeholders_merged': 'a turn with several <image>, which training '
+                           'merges into one',
+}
+
+#: What helps, per code, for a fault of the file as a whole. Such a fault
+#: stops a dataset even with ``skip_invalid=True``, which drops records.
+FILE_FAULT_HINTS = {
+    'invalid_utf8': 'save the file as UTF-8, or fix the bytes at the '
+                    'offsets named. skip_invalid=True cannot help: in a '
+                    '.json list they are a fault of the whole file (in a '
+                    '.jsonl file, each line holding them is one bad record, '
+                    'which it drops)',
+    'invalid_json': 'fix the file where the message says, so that it '
+                    'parses as a json list of records. skip_invalid=True '
+                    'cannot help: a file that does not parse as a list '
+                    'yields no records to keep',
+    'no_records': 'point data_file at a file that holds records. '
+                  'skip_invalid=True cannot help: there is nothing to keep',
+}
+
 
 @dataclass(frozen=True)
 class Problem:
-    """One fault.
+    """One fault, or one warning.
 
     Args:
-        code (str): A key of :data:`REASONS`.
+        code (str): A key of :data:`REASONS` or of :data:`WARNINGS`.
         message (str): What is wrong, for a person.
         index (int, optional): The record's position in the file (the
             dataset index); None for a fault of the file as a whole.
@@ -69,21 +97,36 @@ class Problem:
     index: Optional[int] = None
     record_id: object = None
 
+    @property
+    def is_warning(self) -> bool:
+        return self.code in WARNINGS
+
     def __str__(self) -> str:
         where = 'file' if self.index is None else \
             f'record {self.index} (id={self.record_id!r})'
-        return f'{where}: {self.code}: {self.message}'
+        severity = 'warning: ' if self.is_warning else ''
+        return f'{where}: {severity}{self.code}: {self.message}'
 
 
 @dataclass
 class Report:
-    """The problems found in one data file."""
+    """The problems found in one data file.
+
+    Args:
+        data_file (str): The file checked.
+        num_records (int): How many records it holds.
+        problems (list[Problem]): The faults; a record with one is bad.
+        records (list): The records as read (what a dataset builds its
+            samples from).
+        warnings (list[Problem]): What training takes, but not quite as the
+            text reads; a record with only warnings is not bad.
+    """
 
     data_file: str
     num_records: int = 0
     problems: list[Problem] = field(default_factory=list)
-    #: The records as read (what a dataset builds its samples from).
     records: list = field(default_factory=list, repr=False)
+    warnings: list[Problem] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -94,19 +137,40 @@ class Report:
         return len({problem.index for problem in self.problems
                     if problem.index is not None})
 
+    @property
+    def file_faults(self) -> list[Problem]:
+        """The faults of the file as a whole (no record to drop)."""
+        return [problem for problem in self.problems if problem.index is None]
+
     def summary(self) -> dict[str, int]:
         """Problem count per code, in :data:`REASONS` order."""
         counts = Counter(problem.code for problem in self.problems)
         return {code: counts[code] for code in REASONS if counts[code]}
 
+    def warning_summary(self) -> dict[str, int]:
+        """Warning count per code, in :data:`WARNINGS` order."""
+        counts = Counter(warning.code for warning in self.warnings)
+        return {code: counts[code] for code in WARNINGS if counts[code]}
+
+    def file_fault_hints(self) -> list[str]:
+        """What helps, once per code of a fault of the file as a whole."""
+        codes = dict.fromkeys(problem.code for problem in self.file_faults)
+        return [f'{code}: {FILE_FAULT_HINTS[code]}' for code in codes]
+
     def to_dict(self) -> dict:
+
+        def listed(problems: list[Problem]) -> list[dict]:
+            return [dict(index=problem.index, id=problem.record_id,
+                         code=problem.code, message=problem.message)
+                    for problem in problems]
+
         return dict(data_file=self.data_file, num_records=self.num_records,
                     num_bad_records=self.num_bad_records,
                     num_problems=len(self.problems), summary=self.summary(),
-                    problems=[dict(index=problem.index, id=problem.record_id,
-                                   code=problem.code,
-                                   message=problem.message)
-                              for problem in self.problems])
+                    problems=listed(self.problems),
+                    num_warnings=len(self.warnings),
+                    warning_summary=self.warning_summary(),
+                    warnings=listed(self.warnings))
 
 
 # --- the file ---------------------------------------------------------------
@@ -147,7 +211,9 @@ def load_records(data_file: str) -> tuple[list[object], list[Problem]]:
     Otherwise every invalid UTF-8 sequence is reported with its byte offset
     and line, and every jsonl line that is not json is reported with its
     line; the other records are still returned and checked. A json list that
-    does not parse yields no records.
+    does not parse yields no records; a file that holds none (empty, blank
+    lines only, or ``[]``) is a ``no_records`` fault, as no training can
+    start from it.
 
     Returns:
         tuple[list, list[Problem]]: The records (in dataset order) and the
@@ -155,6 +221,22 @@ def load_records(data_file: str) -> tuple[list[object], list[Problem]]:
     """
     with open(data_file, 'rb') as file:
         raw = file.read()
+    # An empty file is no json list; say what it is rather than where the
+    # json parser stopped.
+    records, problems = _parse_records(data_file, raw) if raw.strip() \
+        else ([], [])
+    if not records and not problems:
+        what = 'is empty (0 bytes)' if not raw else \
+            'holds only white space' if not raw.strip() else \
+            'is an empty json list'
+        problems.append(Problem(
+            'no_records', f'no records in {data_file}: the file {what}'))
+    return records, problems
+
+
+def _parse_records(data_file: str,
+                   raw: bytes) -> tuple[list[object], list[Problem]]:
+    """:func:`load_records` of a file with some content."""
     text, invalid_offsets = decode_utf8(raw)
     if not invalid_offsets:
         try:
@@ -257,20 +339,62 @@ def check_turns(record: dict, index: int) -> list[Problem]:
             add('empty_answer' if turn['from'] == GPT else 'empty_question',
                 f'turn {position} ({turn["from"]}) is '
                 f'{"empty" if not turn["value"] else "blank"}')
-        if turn['from'] == GPT and IMAGE_PLACEHOLDER in turn['value']:
+    # As in the official code, a text-only record's "<image>" is plain text.
+    if 'image' in record:
+        problems += check_placeholders(record, index, first)
+    return problems
+
+
+def check_placeholders(record: dict, index: int,
+                       first: int) -> list[Problem]:
+    """``<image>`` placement in a record with an image, as rendering sees
+    it: in each human turn, every ``<image>`` is removed and one put in
+    front (:func:`move_image_to_front`), so exactly one human turn must hold
+    it, and hold exactly one after the move.
+
+    Args:
+        record (dict): A record with an ``image`` that passed
+            :func:`check_fields`.
+        index (int): The record's position in the file.
+        first (int): Position of the first rendered turn (1 when a leading
+            "gpt" turn is dropped).
+    """
+    record_id = record.get('id')
+    problems = []
+
+    def add(code: str, message: str):
+        problems.append(Problem(code, message, index, record_id))
+
+    body = list(enumerate(record['conversations']))[first:]
+    with_placeholder = []
+    for position, turn in body:
+        count = turn['value'].count(IMAGE_PLACEHOLDER)
+        if not count:
+            continue
+        if turn['from'] == GPT:
             add('image_count_mismatch', f'turn {position} holds '
                 f'{IMAGE_PLACEHOLDER} in an answer')
-    num_images = int('image' in record)
-    # A human turn's placeholders all become one (move_image_to_front).
-    with_placeholder = [position for position, turn in enumerate(body, first)
-                        if turn['from'] == HUMAN
-                        and IMAGE_PLACEHOLDER in turn['value']]
-    if len(with_placeholder) != num_images:
+            continue
+        with_placeholder.append(position)
+        rendered = move_image_to_front(turn['value']).count(
+            IMAGE_PLACEHOLDER)
+        if rendered != 1:
+            add('nested_placeholder',
+                f'turn {position} ({turn["value"]!r:.60}) holds {rendered} '
+                f'{IMAGE_PLACEHOLDER} once every {IMAGE_PLACEHOLDER} is '
+                'removed and one put in front, as training does (a nested '
+                f'tag such as <im{IMAGE_PLACEHOLDER}age> forms one again); '
+                'the record has 1 image')
+        elif count > 1:
+            add('placeholders_merged',
+                f'turn {position} holds {count} {IMAGE_PLACEHOLDER}; '
+                'training keeps one, at the front of the turn, for the '
+                "record's 1 image (as the official preprocessing does)")
+    if len(with_placeholder) != 1:
         where = f' (turns {with_placeholder})' if with_placeholder else ''
         add('image_count_mismatch',
             f'{len(with_placeholder)} human turns hold {IMAGE_PLACEHOLDER}'
-            f'{where}, the record has {num_images} '
-            f'image{"" if num_images == 1 else "s"}')
+            f'{where}, the record has 1 image')
     return problems
 
 
@@ -369,7 +493,9 @@ def check_image(path: str, max_pixels: Optional[int] = None,
         return [('not_an_image', f'{path}: PIL cannot identify it as an '
                  'image')]
     except Image.DecompressionBombError as error:
-        return [('too_large', f'{path}: {error}')]
+        # Training cannot open it either (LoadImage says the same).
+        return [('too_large', f'{path}: PIL refuses it as a possible '
+                 f'decompression bomb: {error}')]
     # Decoders raise many types (OSError, SyntaxError, zlib.error, ...).
     except Exception as error:  # noqa: BLE001
         return [('unreadable_image',
@@ -393,7 +519,7 @@ def check_records(records: Sequence[object],
                   check_images: bool = True,
                   on_record: Optional[Callable[[int], None]] = None,
                   chunk_size: int = 512) -> list[Problem]:
-    """Every problem of the records, in record order.
+    """Every problem and warning of the records, in record order.
 
     Text checks run in this thread (the tokenizer is not shared between
     threads); images are checked meanwhile in a pool of ``workers`` threads,
@@ -492,10 +618,11 @@ def check_text(record: object, index: int, data_file: str,
     if problems:
         return problems
     problems = check_turns(record, index)
-    if problems or tokenizer is None:
+    if tokenizer is None or any(not problem.is_warning
+                                for problem in problems):
         return problems
-    return check_length(record, index, tokenizer, template, max_length,
-                        num_image_tokens)
+    return problems + check_length(record, index, tokenizer, template,
+                                   max_length, num_image_tokens)
 
 
 def check_data_file(data_file: str, image_folder: str = '',
@@ -511,4 +638,7 @@ def check_data_file(data_file: str, image_folder: str = '',
     problems += check_records(records, data_file, image_folder, **kwargs)
     problems.sort(key=lambda problem: -1 if problem.index is None
                   else problem.index)
-    return Report(data_file, len(records), problems, records)
+    return Report(data_file, len(records),
+                  [problem for problem in problems if not problem.is_warning],
+                  records,
+                  [problem for problem in problems if problem.is_warning])

@@ -1,13 +1,14 @@
 """The LLaVA instruction format: a json list or jsonl of conversations."""
 import logging
 import os.path as osp
+from collections import Counter
 from typing import Optional, Sequence
 
 import numpy as np
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
-from mmllava.datasets.checks import Report, check_data_file
+from mmllava.datasets.checks import Problem, Report, check_data_file
 from mmllava.registry import DATASETS, TRANSFORMS
 
 
@@ -28,8 +29,12 @@ class LLaVADataset(BaseDataset):
     that leave ``image_folder`` and, with ``check_images``, the image files.
     By default any problem stops the run before the first step with one
     error listing the first problems; ``tools/data/check_dataset.py`` gives
-    the full report, length checks included. A sample whose image cannot be
-    read during training is read once more, then handled by the same policy.
+    the full report, length checks included. A fault of the file as a whole
+    (it does not parse, or holds no records) always stops it. Warnings (e.g.
+    two ``<image>`` in one turn, merged as in the official code) are logged
+    and their records kept. A sample whose image cannot be read during
+    training (a decompression bomb included) is read once more, then handled
+    by the same policy.
 
     Args:
         data_file (str): A ``.json`` list or a ``.jsonl`` file.
@@ -39,8 +44,9 @@ class LLaVADataset(BaseDataset):
             drops one (it returns None, e.g. a sample truncated to nothing).
         skip_invalid (bool): Drop the records with problems (and log how many
             and why) instead of stopping; at fetch time, drop a sample whose
-            image still fails on the retry, and fetch another. Defaults to
-            False.
+            image still fails on the retry, and fetch another. A fault of
+            the file as a whole, or no record left, still stops the run.
+            Defaults to False.
         check_images (bool): Also open and decode every image on load (slow
             on a large dataset: it reads every file). Defaults to False.
         allow_outside_paths (bool): Accept absolute image paths and paths
@@ -98,12 +104,22 @@ class LLaVADataset(BaseDataset):
             allow_outside_paths=self.allow_outside_paths)
         records, problems = report.records, report.problems
         # A fault of the file as a whole cannot be skipped record by record.
-        if problems and (not self.skip_invalid or any(
-                problem.index is None for problem in problems)):
+        if problems and (not self.skip_invalid or report.file_faults):
             raise ValueError(self._problems_message(report))
         bad = {problem.index for problem in problems}
         if bad:
             self._log_skipped(report)
+        if len(bad) == len(records):
+            # mmengine would fail later, naming neither file nor reason.
+            raise ValueError(
+                f'{self.ann_file}: no records left: all {len(records)} have '
+                'problems and skip_invalid=True dropped them (the warning '
+                'above lists the first). Fix the records; see the full '
+                f'report: {self._check_command()}')
+        warnings = [warning for warning in report.warnings
+                    if warning.index not in bad]
+        if warnings:
+            self._log_warnings(warnings)
         data_list = []
         for index, record in enumerate(records):
             if index in bad:
@@ -124,25 +140,39 @@ class LLaVADataset(BaseDataset):
                        if key in record}))
         return data_list
 
+    def _check_command(self) -> str:
+        return (f'python tools/data/check_dataset.py {self.ann_file} '
+                f'--image-folder {self.image_folder or "."}')
+
     def _problems_message(self, report: Report) -> str:
         problems = report.problems
         listed = problems[:self.MAX_LISTED_PROBLEMS]
-        lines = [f'{self.ann_file}: {len(problems)} problems in '
-                 f'{report.num_bad_records} of {report.num_records} records; '
+        where = f'{report.num_bad_records} of {report.num_records} records'
+        if report.file_faults:
+            where = 'the file as a whole' + (
+                f' and {where}' if report.num_bad_records else '')
+        lines = [f'{self.ann_file}: {len(problems)} '
+                 f'problem{"" if len(problems) == 1 else "s"} in {where}; '
                  'stopping before training.']
         lines += [f'  {problem}' for problem in listed]
         if len(problems) > len(listed):
             lines.append(f'  ... and {len(problems) - len(listed)} more')
         lines.append('Problems per reason: ' + ', '.join(
             f'{code}: {count}' for code, count in report.summary().items()))
+        if report.file_faults:
+            # skip_invalid drops records, not files: suggest what helps.
+            lines += ['What helps:'] + [
+                f'  {hint}' for hint in report.file_fault_hints()]
+            if len(problems) > len(listed):
+                lines.append(f'Full report: {self._check_command()}')
+            return '\n'.join(lines)
         if any(problem.code == 'path_outside_folder'
                for problem in problems):
             lines.append('To accept image paths outside image_folder, set '
                          'allow_outside_paths=True on the dataset.')
-        lines.append('Full report: python tools/data/check_dataset.py '
-                     f'{self.ann_file} --image-folder '
-                     f'{self.image_folder or "."}; or set skip_invalid=True '
-                     'on the dataset to drop these records.')
+        lines.append(f'Full report: {self._check_command()}; or set '
+                     'skip_invalid=True on the dataset to drop these '
+                     'records.')
         return '\n'.join(lines)
 
     def _log_skipped(self, report: Report) -> None:
@@ -153,9 +183,20 @@ class LLaVADataset(BaseDataset):
             f'{report.num_records} records '
             f'with problems (skip_invalid=True); per reason: '
             + ', '.join(f'{code}: {count}' for code, count in summary.items())
-            + f'. The first:\n{first}\nFull report: python '
-            f'tools/data/check_dataset.py {self.ann_file} --image-folder '
-            f'{self.image_folder or "."}',
+            + f'. The first:\n{first}\nFull report: '
+            + self._check_command(),
+            logger='current', level=logging.WARNING)
+
+    def _log_warnings(self, warnings: list[Problem]) -> None:
+        summary = Counter(warning.code for warning in warnings)
+        first = '\n'.join(f'  {warning}' for warning in warnings[:5])
+        print_log(
+            f'{self.ann_file}: {len(warnings)} '
+            f'warning{"" if len(warnings) == 1 else "s"} in records kept '
+            'for training; per reason: '
+            + ', '.join(f'{code}: {count}' for code, count in summary.items())
+            + f'. The first:\n{first}\nFull report: '
+            + self._check_command(),
             logger='current', level=logging.WARNING)
 
     def prepare_data(self, idx: int):

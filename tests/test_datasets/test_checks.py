@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 from skimage import data as photos
 
-from mmllava.conversation import get_template
-from mmllava.datasets.checks import (REASONS, Problem, Report, check_data_file,
+from mmllava.conversation import get_template, move_image_to_front
+from mmllava.datasets.checks import (FILE_FAULT_HINTS, REASONS, WARNINGS,
+                                     Problem, Report, check_data_file,
                                      check_image, load_records)
 
 
@@ -121,8 +122,12 @@ RECORDS = {
                        ['empty_question']),
     'no_placeholder': (dict(image='photo.jpg', conversations=turns('Hi?')),
                        ['image_count_mismatch']),
-    'placeholder_no_image': (dict(conversations=turns()),
-                             ['image_count_mismatch']),
+    # The official preprocessing turns <im<image>age> into <image> again.
+    'nested_tag': (dict(image='photo.jpg', conversations=turns(
+        'What is <im<image>age>?')), ['nested_placeholder']),
+    # Merged into one, as the official preprocessing does: a warning.
+    'two_in_one_turn': (dict(image='photo.jpg', conversations=turns(
+        '<image>\nCompare <image> with itself.')), ['placeholders_merged']),
     'two_placeholders': (dict(image='photo.jpg', conversations=turns()
                               + turns('<image> again?', 'Yes.')),
                          ['image_count_mismatch']),
@@ -161,7 +166,7 @@ def report(workspace, tokenizer) -> Report:
 
 def codes_by_id(report: Report) -> dict:
     codes = {}
-    for problem in report.problems:
+    for problem in report.problems + report.warnings:
         codes.setdefault(problem.record_id, []).append(problem.code)
     return codes
 
@@ -190,7 +195,9 @@ def test_report_counts(report):
     assert report.num_records == len(RECORDS) + 1
     assert not report.clean
     expected = sum(len(codes) for _, codes in RECORDS.values()) + 1
-    assert len(report.problems) == expected
+    assert len(report.problems) + len(report.warnings) == expected
+    assert [warning.record_id for warning in report.warnings] == [
+        'two_in_one_turn']
     summary = report.summary()
     assert summary['not_an_image'] == 3 and summary['duplicate_id'] == 1
     assert list(summary) == [code for code in REASONS if code in summary]
@@ -310,3 +317,153 @@ def test_clean_file(tmp_path):
 
 def test_problem_str():
     assert str(Problem('invalid_json', 'bad')) == 'file: invalid_json: bad'
+
+
+def test_decompression_bomb_is_a_bad_record(tmp_path, decompression_bomb):
+    (tmp_path / 'data.json').write_text(json.dumps([
+        dict(id='bomb', image='bomb.png', conversations=turns())]))
+    report = check_data_file(str(tmp_path / 'data.json'), str(tmp_path))
+    assert report.num_bad_records == 1
+    problem, = report.problems
+    assert (problem.index, problem.record_id, problem.code) == (
+        0, 'bomb', 'too_large')
+    assert str(decompression_bomb) in problem.message
+    assert 'decompression bomb' in problem.message
+    # The pixel count against PIL's limit.
+    assert f'{100_000 * 100_000} pixels' in problem.message
+    assert f'{2 * Image.MAX_IMAGE_PIXELS} pixels' in problem.message
+
+
+@pytest.mark.parametrize('question', [
+    '<im<image>age>\nWhat is it?', 'What is <<image>image>?',
+    '<image>\nAnd <im<image>age>?'])
+def test_nested_tag_is_a_bad_record_naming_the_turn(question, tmp_path):
+    """Removing every <image> and putting one in front (the official
+    preprocessing) forms a second placeholder out of a nested tag."""
+    record = dict(id='nested', image='photo.jpg',
+                  conversations=turns('Hi?', 'Hello.') + turns(question))
+    assert move_image_to_front(question).count('<image>') == 2
+    (tmp_path / 'data.jsonl').write_text(
+        json.dumps(dict(id='fine', conversations=turns('Hi?', 'Hello.')))
+        + '\n' + json.dumps(record))
+    report = check_data_file(str(tmp_path / 'data.jsonl'), workers=1,
+                             check_images=False)
+    assert [(p.index, p.record_id, p.code) for p in report.problems] == [
+        (1, 'nested', 'nested_placeholder')]
+    message = str(report.problems[0])
+    assert message.startswith("record 1 (id='nested'): nested_placeholder: "
+                              'turn 2 ')
+    assert 'holds 2 <image>' in message and '1 image' in message
+
+
+def test_two_placeholders_in_a_turn_are_a_warning(tmp_path):
+    """Training merges them into one, as the official code does: the record
+    is kept, the checker says so apart from the faults."""
+    records = [dict(id='twice', image='photo.jpg', conversations=turns(
+        'Hi?', 'Hello.') + turns('<image> and <image>: the same?', 'Yes.'))]
+    (tmp_path / 'data.json').write_text(json.dumps(records))
+    report = check_data_file(str(tmp_path / 'data.json'),
+                             check_images=False)
+    assert report.clean and report.num_bad_records == 0
+    assert report.summary() == {}
+    assert report.warning_summary() == {'placeholders_merged': 1}
+    warning, = report.warnings
+    assert warning.is_warning and (warning.index, warning.record_id) == (
+        0, 'twice')
+    assert str(warning).startswith(
+        "record 0 (id='twice'): warning: placeholders_merged: turn 2 holds "
+        '2 <image>')
+    as_dict = report.to_dict()
+    assert (as_dict['num_problems'], as_dict['num_warnings']) == (0, 1)
+    assert as_dict['warnings'][0]['code'] == 'placeholders_merged'
+
+
+def test_warnings_do_not_skip_the_length_checks(tmp_path, tokenizer):
+    record = dict(id='twice_long', image='photo.jpg', conversations=turns(
+        '<image> <image> ' + LONG))
+    (tmp_path / 'data.json').write_text(json.dumps([record]))
+    report = check_data_file(
+        str(tmp_path / 'data.json'), check_images=False, tokenizer=tokenizer,
+        template=get_template('vicuna_v1'), max_length=MAX_LENGTH,
+        num_image_tokens=NUM_IMAGE_TOKENS)
+    assert [p.code for p in report.problems] == ['truncated_to_nothing']
+    assert [w.code for w in report.warnings] == ['placeholders_merged']
+
+
+def test_text_only_record_may_mention_the_placeholder(tmp_path, tokenizer):
+    """Without an image, "<image>" is text (as in the official code), to
+    the checks and to the tokenizer."""
+    records = [
+        dict(id='asks', conversations=turns('What does <image> mean?',
+                                            'A placeholder.')),
+        dict(id='answers', conversations=turns(
+            'How is an image marked?', 'With <image>, or <im<image>age>.')),
+    ]
+    (tmp_path / 'data.json').write_text(json.dumps(records))
+    report = check_data_file(str(tmp_path / 'data.json'))
+    assert report.clean and not report.warnings
+    report = check_data_file(
+        str(tmp_path / 'data.json'), tokenizer=tokenizer,
+        template=get_template('vicuna_v1'), max_length=MAX_LENGTH,
+        num_image_tokens=NUM_IMAGE_TOKENS)
+    assert report.clean and not report.warnings
+
+
+@pytest.mark.parametrize('name,content,what', [
+    ('data.json', '[]', 'is an empty json list'),
+    ('data.json', '', 'is empty (0 bytes)'),
+    ('data.jsonl', '', 'is empty (0 bytes)'),
+    ('data.jsonl', '\n \n', 'holds only white space')])
+def test_a_file_without_records_is_a_file_fault(name, content, what,
+                                                 tmp_path):
+    path = tmp_path / name
+    path.write_text(content)
+    report = check_data_file(str(path))
+    assert not report.clean and report.num_records == 0
+    assert [str(p) for p in report.problems] == [
+        f'file: no_records: no records in {path}: the file {what}']
+    assert report.file_faults == report.problems
+
+
+#: One file per fault of the file as a whole, and its code.
+FILE_FAULTS = {
+    'invalid_utf8': ('data.json', json.dumps(
+        [dict(id='a', conversations=turns('Hi?', 'Ok.'))]).encode().replace(
+            b'Ok.', b'Ok\xff.')),
+    'invalid_json': ('data.json', b'[{"id": "a", "conversations": ['),
+    'not_a_list': ('data.json', b'{"id": "a"}'),
+    'no_records': ('data.jsonl', b''),
+}
+
+
+@pytest.mark.parametrize('fault', FILE_FAULTS)
+def test_each_file_fault_says_what_helps(fault, tmp_path):
+    name, content = FILE_FAULTS[fault]
+    (tmp_path / name).write_bytes(content)
+    report = check_data_file(str(tmp_path / name))
+    code = 'invalid_json' if fault == 'not_a_list' else fault
+    assert [(p.index, p.code) for p in report.file_faults] == [(None, code)]
+    hints = report.file_fault_hints()
+    assert hints == [f'{code}: {FILE_FAULT_HINTS[code]}']
+    # skip_invalid drops records, not files: it is never the advice.
+    assert 'skip_invalid=True cannot help' in hints[0]
+    assert 'set skip_invalid' not in hints[0]
+
+
+def test_every_file_fault_code_has_a_hint():
+    assert set(FILE_FAULT_HINTS) == {'invalid_utf8', 'invalid_json',
+                                     'no_records'}
+    assert set(FILE_FAULT_HINTS) <= set(REASONS)
+    assert not set(WARNINGS) & set(REASONS)
+
+
+def test_record_faults_of_a_jsonl_file_have_no_file_hint(tmp_path):
+    path = tmp_path / 'data.jsonl'
+    path.write_bytes(b'{"id": "a", \n' + json.dumps(dict(
+        id='b', conversations=turns('Hi?', 'Ok.'))).encode().replace(
+            b'Ok.', b'Ok\xff.') + b'\n')
+    report = check_data_file(str(path))
+    assert [(p.index, p.code) for p in report.problems] == [
+        (0, 'invalid_json'), (1, 'invalid_utf8')]
+    assert report.file_faults == []
+    assert report.file_fault_hints() == []

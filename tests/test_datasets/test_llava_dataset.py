@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import get_template, tokenize_conversation
 from mmllava.datasets import LLaVADataset
+from mmllava.datasets.checks import FILE_FAULT_HINTS
 from mmllava.datasets.transforms import TokenizeConversation, loading
 from mmllava.registry import DATASETS, MODELS
 
@@ -610,3 +611,174 @@ def test_deleted_image_is_retried_once_then_dropped(deleted_image,
     assert "Dropped sample 'gone'" in warnings[0]
     assert 'gone.jpg' in warnings[0] and '1 dropped so far' in warnings[0]
     assert '2 dropped so far' in warnings[1]
+
+
+# --- bad input caught where it enters (image bombs, tags, empty files) -------
+
+@pytest.fixture
+def with_bomb(tmp_path, decompression_bomb):
+    """A record whose image is a decompression bomb, then a good one."""
+    Image.fromarray(photos.chelsea()).save(tmp_path / 'kept.jpg')
+    records = [
+        dict(id='bomb', image=decompression_bomb.name,
+             conversations=[human('<image>\nWhat?'), gpt('A bomb.')]),
+        dict(id='kept', image='kept.jpg',
+             conversations=[human('<image>\nWhat?'), gpt('A cat.')])]
+    return write_json(tmp_path / 'd.json', records)
+
+
+def test_decompression_bomb_stops_naming_sample_and_file(with_bomb,
+                                                         tmp_path):
+    dataset = build(with_bomb, tmp_path, [dict(type='LoadImage')])
+    with pytest.raises(OSError) as info:
+        dataset[0]
+    message = str(info.value)
+    assert message.startswith(f"Sample 'bomb': cannot read image "
+                              f"{tmp_path / 'bomb.png'}: PIL refuses it as "
+                              'a possible decompression bomb: ')
+    assert f'{100_000 * 100_000} pixels' in message
+
+
+def test_decompression_bomb_is_dropped_with_skip_invalid(with_bomb, tmp_path,
+                                                         warnings_log):
+    dataset = build(with_bomb, tmp_path, [dict(type='LoadImage')],
+                    skip_invalid=True)
+    dataset._rand_another = lambda: 1
+    assert dataset[0]['sample_id'] == 'kept'
+    assert dataset.num_dropped_fetches == 1
+    warning, = [message for level, message in warnings_log
+                if level == logging.WARNING]
+    assert "Dropped sample 'bomb'" in warning
+    assert 'decompression bomb' in warning and '1 dropped so far' in warning
+
+
+def test_decompression_bomb_is_a_bad_record_with_check_images(
+        with_bomb, tmp_path, warnings_log):
+    with pytest.raises(ValueError) as info:
+        build(with_bomb, tmp_path, check_images=True)
+    assert "record 0 (id='bomb'): too_large: " in str(info.value)
+    assert 'decompression bomb' in str(info.value)
+    dataset = build(with_bomb, tmp_path, check_images=True,
+                    skip_invalid=True)
+    assert [dataset.get_data_info(index)['sample_id']
+            for index in range(len(dataset))] == ['kept']
+    warning, = [message for level, message in warnings_log
+                if level == logging.WARNING]
+    assert 'skipping 1 of 2 records' in warning and 'too_large: 1' in warning
+
+
+@pytest.mark.parametrize('question', ['<im<image>age>\nWhat?',
+                                      '<image>\nAnd <<image>image>?'])
+def test_nested_tag_stops_loading_naming_record_and_turn(question, tmp_path,
+                                                         image_folder):
+    """The official preprocessing turns <im<image>age> into a second
+    <image>, which would stop training at that sample's first draw."""
+    records = [GOOD, dict(id='nested', image=GOOD['image'], conversations=[
+        human('Hi.'), gpt('Hello.'), human(question), gpt('A mattress.')])]
+    data_file = write_jsonl(tmp_path / 'nested.jsonl', records)
+    with pytest.raises(ValueError) as info:
+        build(data_file, image_folder)
+    assert "record 1 (id='nested'): nested_placeholder: turn 2 " in \
+        str(info.value)
+    dataset = build(data_file, image_folder, skip_invalid=True)
+    assert len(dataset) == 1
+
+
+def test_two_placeholders_in_a_turn_load_with_a_warning(
+        tmp_path, image_folder, tokenizer_cfg, tokenizer, warnings_log):
+    record = dict(id='twice', image=GOOD['image'], conversations=[
+        human('<image>\nIs this <image> a mattress?'), gpt('Yes.')])
+    dataset = build(write_json(tmp_path / 'twice.json', [record]),
+                    image_folder, pipeline(tokenizer_cfg, 'vicuna_v1'))
+    assert len(dataset) == 1
+    warning, = [message for level, message in warnings_log
+                if level == logging.WARNING]
+    assert '1 warning in records kept for training' in warning
+    assert "record 0 (id='twice'): warning: placeholders_merged: turn 0 " \
+        'holds 2 <image>' in warning
+    # Merged into one, as the official preprocessing does.
+    assert (dataset[0]['inputs']['input_ids'] == IMAGE_TOKEN_INDEX).sum() == 1
+
+
+def test_text_only_record_mentioning_the_placeholder_trains_as_text(
+        tmp_path, tokenizer_cfg):
+    records = [dict(id='asks', conversations=[
+        human('What does <image> mean in LLaVA data?'),
+        gpt('It marks where the image goes; <im<image>age> is no tag.')])]
+    dataset = build(write_json(tmp_path / 'text.json', records), '',
+                    pipeline(tokenizer_cfg, 'vicuna_v1'))
+    assert len(dataset) == 1
+    assert dataset.get_data_info(0)['img_path'] is None
+    inputs = dataset[0]['inputs']
+    assert (inputs['input_ids'] != IMAGE_TOKEN_INDEX).all()
+    assert inputs['pixel_values'].numel() == 0
+
+
+@pytest.mark.parametrize('name,content', [
+    ('empty.json', '[]'), ('empty.jsonl', ''), ('blank.jsonl', '\n\n')])
+@pytest.mark.parametrize('skip_invalid', [False, True])
+def test_a_file_without_records_stops_loading(name, content, skip_invalid,
+                                              tmp_path):
+    """Not mmengine's "need at least one array to concatenate" later."""
+    data_file = tmp_path / name
+    data_file.write_text(content)
+    with pytest.raises(ValueError) as info:
+        build(str(data_file), skip_invalid=skip_invalid)
+    message = str(info.value)
+    assert message.startswith(f'{data_file}: 1 problem in the file as a '
+                              'whole; stopping before training.')
+    assert f'file: no_records: no records in {data_file}' in message
+
+
+def test_no_record_left_after_skipping_stops_loading(tmp_path):
+    data_file = write_jsonl(tmp_path / 'all_bad.jsonl', [
+        dict(id='a', conversations=[human('Hi')]),
+        dict(id='b', conversations=[human('Hi'), gpt(' ')])])
+    with pytest.raises(ValueError) as info:
+        build(data_file, skip_invalid=True)
+    assert str(info.value).startswith(
+        f'{data_file}: no records left: all 2 have problems and '
+        'skip_invalid=True dropped them')
+
+
+#: A file per fault of the file as a whole: its code and the text that
+#: breaks it.
+FILE_FAULTS = [
+    ('invalid_utf8', 'bad_bytes.json',
+     json.dumps([GOOD]).encode().replace(b'mattress', b'matt\xffress')),
+    ('invalid_json', 'cut.json', b'[{"id": "a", "conversations": ['),
+    ('invalid_json', 'object.json', json.dumps(dict(data=[GOOD])).encode()),
+    ('no_records', 'empty.json', b'[]'),
+]
+
+
+@pytest.mark.parametrize('code,name,content', FILE_FAULTS)
+def test_each_file_fault_suggests_only_what_helps(code, name, content,
+                                                  tmp_path):
+    """skip_invalid=True drops records: it does not help with a fault of the
+    file as a whole, so the message says so instead of suggesting it."""
+    data_file = tmp_path / name
+    data_file.write_bytes(content)
+    messages = []
+    for skip_invalid in (False, True):
+        with pytest.raises(ValueError) as info:
+            build(str(data_file), skip_invalid=skip_invalid)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    message = messages[0]
+    assert f'  file: {code}: ' in message
+    assert f'What helps:\n  {code}: {FILE_FAULT_HINTS[code]}' in message
+    assert 'set skip_invalid=True' not in message
+    assert 'allow_outside_paths' not in message
+
+
+def test_record_faults_suggest_skip_invalid_which_helps(tmp_path):
+    data_file = write_jsonl(tmp_path / 'broken.jsonl', [GOOD])
+    with open(data_file, 'a') as file:
+        file.write('{"id": "x", \n')
+    with pytest.raises(ValueError) as info:
+        build(data_file)
+    assert 'set skip_invalid=True on the dataset to drop these records' in \
+        str(info.value)
+    assert 'What helps' not in str(info.value)
+    assert len(build(data_file, skip_invalid=True)) == 1

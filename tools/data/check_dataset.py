@@ -7,14 +7,15 @@ Example::
         --config configs/llava/llava-1.5-7b_ft.py --workers 8 --out report.json
 
 Every bad record is reported with its index, id, a reason code and a message,
-then a count per reason. With ``--config``, the tokenizer, chat template,
+then every warning (a record training takes, but not quite as written), then a
+count per reason. With ``--config``, the tokenizer, chat template,
 ``max_length`` and ``num_image_tokens`` come from the ``TokenizeConversation``
 step of ``train_dataloader.dataset.pipeline`` and the image folder from the
 dataset's ``image_folder``; options given here override them. Without a
 tokenizer the length checks are skipped.
 
-Exit status: 0 when the file is clean, 1 when problems were found, 2 when the
-check could not run (no such file, a bad option or config).
+Exit status: 0 when the file is clean (warnings allowed), 1 when problems were
+found, 2 when the check could not run (no such file, a bad option or config).
 """
 import argparse
 import json
@@ -27,7 +28,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
                            TextColumn, TimeRemainingColumn)
 
 from mmllava.conversation import get_template
-from mmllava.datasets.checks import REASONS, Report, check_data_file
+from mmllava.datasets.checks import (REASONS, WARNINGS, Report,
+                                     check_data_file)
 from mmllava.models.tokenizer import build_tokenizer
 
 
@@ -106,13 +108,26 @@ def resolve_settings(args: argparse.Namespace) -> dict:
 
 
 def print_report(report: Report) -> None:
-    """Every problem, then the count per reason."""
+    """Every problem, every warning, the count per reason, then what helps
+    for a fault of the file as a whole."""
     for problem in report.problems:
         print(problem)
+    for warning in report.warnings:
+        print(warning)
     print(f'\n{report.data_file}: {report.num_records} records, '
-          f'{report.num_bad_records} bad, {len(report.problems)} problems')
+          f'{report.num_bad_records} bad, {len(report.problems)} problems, '
+          f'{len(report.warnings)} warnings')
     for code, count in report.summary().items():
         print(f'  {code:<24}{count:>8}  {REASONS[code]}')
+    if report.warnings:
+        print('warnings (not bad records: training takes them):')
+        for code, count in report.warning_summary().items():
+            print(f'  {code:<24}{count:>8}  {WARNINGS[code]}')
+    hints = report.file_fault_hints()
+    if hints:
+        print('what helps:')
+        for hint in hints:
+            print(f'  {hint}')
 
 
 def main(argv: Optional[list[str]] = None) -> int:

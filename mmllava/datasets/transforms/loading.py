@@ -17,8 +17,10 @@ class LoadImage(BaseTransform):
     instead of reading ``img_path``.
 
     Adds ``images``: a list with the image, or an empty list for a text-only
-    sample (neither ``img`` nor ``img_path``). Errors name the sample and the
-    file.
+    sample (neither ``img`` nor ``img_path``). A file that cannot be read,
+    decoded or converted, or that PIL refuses as a decompression bomb
+    (``Image.MAX_IMAGE_PIXELS``), raises an ``OSError`` naming the sample and
+    the file.
     """
 
     def transform(self, results: dict) -> dict:
@@ -39,6 +41,13 @@ class LoadImage(BaseTransform):
                 # convert() of an RGB image is a copy: skip it.
                 results['images'] = [image if image.mode == 'RGB'
                                      else image.convert('RGB')]
+        except Image.DecompressionBombError as error:
+            # Not an OSError in PIL: raised as one, so that the dataset's
+            # retry and skip_invalid policy drops it like any unreadable
+            # image.
+            raise OSError(f'Sample {results.get("sample_id")!r}: cannot read '
+                          f'image {path}: PIL refuses it as a possible '
+                          f'decompression bomb: {error}') from error
         except (OSError, ValueError) as error:
             raise OSError(f'Sample {results.get("sample_id")!r}: cannot read '
                           f'image {path}: {error}') from error
