@@ -6,6 +6,12 @@ text, tokenizes the rendered prompt the way the official LLaVA code does
 (``tokenizer_image_token``: the prompt split at each ``<image>``, every chunk
 tokenized on its own) and labels every token by the characters it came from.
 Ids and labels are built from the same rendered text, so they cannot disagree.
+
+One departure from the official code: the string of a special token inside a
+message (``</s>``, ``<|im_end|>``) stays text, unless
+``special_tokens_in_content='special'`` asks for the official special token
+(see :mod:`mmllava.content_specials`). In a sample without image, ``<image>``
+is text, as in the official code.
 """
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
@@ -13,6 +19,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX
+from mmllava.content_specials import (encode_keeping_text,
+                                      holds_special_string, keeps_text,
+                                      special_string_spans)
 
 #: Roles as they are spelled in LLaVA json records.
 HUMAN, GPT = 'human', 'gpt'
@@ -25,9 +34,9 @@ class ChatTemplate:
     Args:
         name (str): The name configs refer to.
         system (str): Text that opens every prompt, separator included.
-        user (str): A user turn; ``{content}`` stands for the message. A
-            format without ``{content}`` drops the message (``plain`` keeps
-            only the image).
+        user (str): A user turn; ``{content}`` (once, the only field)
+            stands for the message. A format without ``{content}`` drops the
+            message (``plain`` keeps only the image).
         assistant_prefix (str): The unsupervised text that opens an assistant
             turn. A generation prompt ends with it.
         assistant (str): The supervised rest of an assistant turn;
@@ -37,7 +46,8 @@ class ChatTemplate:
             image-bearing question and one answer (``plain``).
         tokenize_training (Callable, optional): Tokenizes training
             conversations in place of :func:`tokenize_segments`, taking
-            :func:`tokenize_conversation`'s arguments, where the official
+            :func:`tokenize_conversation`'s arguments (by keyword from
+            ``sample_id`` on), where the official
             preprocessing tokenizes and labels turn by turn (ChatML, see
             :mod:`mmllava.templates_chatml`). Defaults to None.
     """
@@ -107,10 +117,29 @@ def move_image_to_front(message: str) -> str:
 
 @dataclass
 class Segment:
-    """A piece of rendered prompt text and whether the loss learns it."""
+    """A piece of rendered prompt text and whether the loss learns it.
+
+    Args:
+        text (str): The text.
+        supervised (bool): Whether the loss learns it.
+        content (tuple[int, int], optional): The characters of ``text`` that
+            are a message (``{content}`` of the template), as ``(start,
+            end)``; None where all of it is the template's. Defaults to None.
+    """
 
     text: str
     supervised: bool
+    content: Optional[tuple[int, int]] = None
+
+
+def _fill(template_text: str, message: str, supervised: bool) -> Segment:
+    """A template string with ``{content}`` replaced by ``message``,
+    remembering where the message stands."""
+    before, field, after = template_text.partition('{content}')
+    if not field:
+        return Segment(template_text, supervised)
+    return Segment(before + message + after, supervised,
+                   (len(before), len(before) + len(message)))
 
 
 def checked_turns(conversations: Sequence[dict],
@@ -119,8 +148,9 @@ def checked_turns(conversations: Sequence[dict],
                   add_generation_prompt: bool = False,
                   sample_id: object = None) -> list[dict]:
     """The turns a template renders, checked: a leading assistant turn
-    dropped, then human and gpt alternating, each a non-empty string, and
-    ``<image>`` only in human turns of a record with an image.
+    dropped, then human and gpt alternating, each a non-empty string, and in
+    a record with an image ``<image>`` only in human turns (in a record
+    without one it is text, as in the official code).
 
     Args:
         conversations (Sequence[dict]): The record's turns.
@@ -150,11 +180,10 @@ def checked_turns(conversations: Sequence[dict],
                              'string "value".')
         if not turn['value']:
             raise ValueError(f'Sample {sample_id!r}: turn {index} is empty.')
-        if IMAGE_PLACEHOLDER in turn['value'] and (turn['from'] == GPT
-                                                   or not has_image):
-            where = 'an answer' if turn['from'] == GPT else 'a sample without image'
+        if has_image and turn['from'] == GPT and \
+                IMAGE_PLACEHOLDER in turn['value']:
             raise ValueError(f'Sample {sample_id!r}: turn {index} holds '
-                             f'{IMAGE_PLACEHOLDER} in {where}.')
+                             f'{IMAGE_PLACEHOLDER} in an answer.')
     if template.single_turn_with_image:
         num_turns = 1 if add_generation_prompt else 2
         if not has_image or len(turns) != num_turns or \
@@ -176,14 +205,15 @@ def render_conversation(conversations: Sequence[dict],
     Args:
         conversations (Sequence[dict]): The record's turns.
         template (ChatTemplate): How to render them.
-        has_image (bool): Whether the record has an image; ``<image>`` in the
-            text of a record without one is an error.
+        has_image (bool): Whether the record has an image; in the text of a
+            record without one ``<image>`` is text.
         add_generation_prompt (bool): End with the assistant prefix, for
             generation. Defaults to False.
         sample_id: Named in errors.
 
     Returns:
-        list[Segment]: The prompt, piece by piece.
+        list[Segment]: The prompt, piece by piece, each message's place
+        in it remembered.
     """
     turns = checked_turns(conversations, template, has_image,
                           add_generation_prompt, sample_id)
@@ -192,12 +222,10 @@ def render_conversation(conversations: Sequence[dict],
         message = move_image_to_front(turn['value']) if has_image \
             else turn['value']
         if turn['from'] == HUMAN:
-            segments.append(Segment(template.user.format(content=message),
-                                    False))
+            segments.append(_fill(template.user, message, False))
         else:
             segments.append(Segment(template.assistant_prefix, False))
-            segments.append(
-                Segment(template.assistant.format(content=message), True))
+            segments.append(_fill(template.assistant, message, True))
     if add_generation_prompt:
         segments.append(Segment(template.assistant_prefix, False))
     return [segment for segment in segments if segment.text]
@@ -212,20 +240,68 @@ def _supervised_chars_before(segments: Sequence[Segment]) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(flags)))
 
 
+def _content_spans(segments: Sequence[Segment]) -> list[tuple[int, int]]:
+    """Where the messages stand in the joined text."""
+    spans, start = [], 0
+    for segment in segments:
+        if segment.content is not None:
+            spans.append((start + segment.content[0],
+                          start + segment.content[1]))
+        start += len(segment.text)
+    return spans
+
+
+def _encode_chunk(chunk: str, chunk_start: int, tokenizer,
+                  content_spans: Optional[list[tuple[int, int]]],
+                  sample_id: object) -> tuple[list, list]:
+    """Ids and character offsets of one chunk of the prompt.
+
+    With ``content_spans`` given, special-token strings that touch a message
+    stay text; a chunk where none does takes the official whole-chunk call.
+    """
+    if content_spans:
+        specials = special_string_spans(tokenizer, chunk)
+        in_content = [
+            any(start + chunk_start < content_end
+                and content_start < end + chunk_start
+                for content_start, content_end in content_spans)
+            for start, end in specials]
+        if any(in_content):
+            return encode_keeping_text(
+                tokenizer, chunk,
+                [span for span, inside in zip(specials, in_content)
+                 if not inside], sample_id=sample_id)
+    encoded = tokenizer(chunk, return_offsets_mapping=True)
+    return encoded['input_ids'], encoded['offset_mapping']
+
+
 def tokenize_segments(segments: Sequence[Segment],
-                      tokenizer) -> tuple[list[int], list[int]]:
+                      tokenizer,
+                      has_image: bool,
+                      special_tokens_in_content: str = 'text',
+                      sample_id: object = None
+                      ) -> tuple[list[int], list[int]]:
     """Tokenize rendered segments into ``input_ids`` and ``labels``.
 
-    The text is split at each ``<image>``; every chunk is tokenized on its own
-    (so it gets the tokenizer's leading-space handling, as in the official
-    code), the first chunk keeps the BOS token and later chunks drop it, and
-    :data:`IMAGE_TOKEN_INDEX` stands between chunks. A token is supervised
-    when the characters it came from are supervised; tokens the tokenizer
-    adds (BOS) come from no character and are not.
+    With an image, the text is split at each ``<image>``; every chunk is
+    tokenized on its own (so it gets the tokenizer's leading-space handling,
+    as in the official code), the first chunk keeps the BOS token and later
+    chunks drop it, and :data:`IMAGE_TOKEN_INDEX` stands between chunks.
+    Without an image the text is one chunk. A token is supervised when the
+    characters it came from are supervised; tokens the tokenizer adds (BOS)
+    come from no character and are not.
 
     Args:
         segments (Sequence[Segment]): Output of :func:`render_conversation`.
         tokenizer: A transformers fast tokenizer (offsets are needed).
+        has_image (bool): Whether ``<image>`` in the text stands for an
+            image.
+        special_tokens_in_content (str): What a special-token string inside
+            a message becomes: ``'text'`` (ordinary sub-word ids) or
+            ``'special'`` (the special token, as the official code does).
+            The template's own special tokens stay special either way.
+            Defaults to ``'text'``.
+        sample_id: Named in errors.
 
     Returns:
         tuple[list[int], list[int]]: ``input_ids`` and ``labels``; labels are
@@ -233,16 +309,24 @@ def tokenize_segments(segments: Sequence[Segment],
     """
     text = ''.join(segment.text for segment in segments)
     supervised_before = _supervised_chars_before(segments)
+    content_spans = None
+    if keeps_text(special_tokens_in_content):
+        # Prompts whose messages hold no special-token string, nearly all,
+        # are tokenized exactly as the official code does.
+        spans = _content_spans(segments)
+        if holds_special_string(tokenizer, text, spans):
+            content_spans = spans
     input_ids: list[int] = []
     labels: list[int] = []
     drop_bos = False
     chunk_start = 0
-    for chunk_index, chunk in enumerate(text.split(IMAGE_PLACEHOLDER)):
+    chunks = text.split(IMAGE_PLACEHOLDER) if has_image else [text]
+    for chunk_index, chunk in enumerate(chunks):
         if chunk_index > 0:
             input_ids.append(IMAGE_TOKEN_INDEX)
             labels.append(IGNORE_INDEX)
-        encoded = tokenizer(chunk, return_offsets_mapping=True)
-        ids, offsets = encoded['input_ids'], encoded['offset_mapping']
+        ids, offsets = _encode_chunk(chunk, chunk_start, tokenizer,
+                                     content_spans, sample_id)
         if chunk_index == 0:
             drop_bos = bool(ids) and ids[0] == tokenizer.bos_token_id
         elif drop_bos and ids and ids[0] == tokenizer.bos_token_id:
@@ -261,31 +345,44 @@ def tokenize_conversation(conversations: Sequence[dict],
                           template: ChatTemplate,
                           tokenizer,
                           has_image: bool,
-                          sample_id: Optional[object] = None
+                          sample_id: Optional[object] = None,
+                          special_tokens_in_content: str = 'text'
                           ) -> tuple[list[int], list[int]]:
     """Render and tokenize a LLaVA conversation for training.
+
+    ``special_tokens_in_content`` is :func:`tokenize_segments`'.
 
     Returns:
         tuple[list[int], list[int]]: ``input_ids`` and ``labels``.
     """
     if template.tokenize_training is not None:
-        return template.tokenize_training(conversations, template, tokenizer,
-                                          has_image, sample_id)
+        return template.tokenize_training(
+            conversations, template, tokenizer, has_image,
+            sample_id=sample_id,
+            special_tokens_in_content=special_tokens_in_content)
     segments = render_conversation(conversations, template, has_image,
                                    sample_id=sample_id)
-    return tokenize_segments(segments, tokenizer)
+    return tokenize_segments(segments, tokenizer, has_image,
+                             special_tokens_in_content, sample_id)
 
 
 def build_generation_prompt(conversations: Sequence[dict],
                             template: ChatTemplate,
                             tokenizer,
                             has_image: bool,
-                            sample_id: Optional[object] = None) -> list[int]:
-    """Tokenize a conversation that ends with a question, for generation."""
+                            sample_id: Optional[object] = None,
+                            special_tokens_in_content: str = 'text'
+                            ) -> list[int]:
+    """Tokenize a conversation that ends with a question, for generation.
+
+    ``special_tokens_in_content`` is :func:`tokenize_segments`'; keep the
+    default for text from untrusted users (a server's clients).
+    """
     segments = render_conversation(
         conversations, template, has_image, add_generation_prompt=True,
         sample_id=sample_id)
-    return tokenize_segments(segments, tokenizer)[0]
+    return tokenize_segments(segments, tokenizer, has_image,
+                             special_tokens_in_content, sample_id)[0]
 
 
 # ChatML (qwen_1_5) builds on the definitions above and registers itself.

@@ -25,11 +25,17 @@ because the official code does them:
   included: ``<|im_start|>``, ``<|im_end|>`` and the newline after it. In an
   assistant turn the answer is supervised too; the role name and its newline
   are not.
+
+As for every template, a special-token string inside a message stays text
+unless ``special_tokens_in_content='special'``; a message without one is
+tokenized as the official code does.
 """
 from typing import Optional, Sequence
 
 from mmllava.constants import (IGNORE_INDEX, IMAGE_PLACEHOLDER,
                                IMAGE_TOKEN_INDEX)
+from mmllava.content_specials import (encode_keeping_text,
+                                      holds_special_string, keeps_text)
 from mmllava.conversation import (GPT, HUMAN, TEMPLATES, ChatTemplate,
                                   checked_turns, move_image_to_front)
 
@@ -66,7 +72,8 @@ def tokenize_chatml_training(conversations: Sequence[dict],
                              template: ChatTemplate,
                              tokenizer,
                              has_image: bool,
-                             sample_id: Optional[object] = None
+                             sample_id: Optional[object] = None,
+                             special_tokens_in_content: str = 'text'
                              ) -> tuple[list[int], list[int]]:
     """Tokenize a training conversation as LLaVA-NeXT's ``preprocess_qwen``.
 
@@ -76,6 +83,10 @@ def tokenize_chatml_training(conversations: Sequence[dict],
         tokenizer: A Qwen (ChatML) tokenizer; Qwen adds no BOS.
         has_image (bool): Whether the record has an image.
         sample_id: Named in errors.
+        special_tokens_in_content (str): ``'text'`` (special-token strings
+            in messages become ordinary sub-word ids) or ``'special'`` (they
+            become special tokens, as in the official code). Defaults to
+            ``'text'``.
 
     Returns:
         tuple[list[int], list[int]]: ``input_ids`` and ``labels``.
@@ -85,9 +96,19 @@ def tokenize_chatml_training(conversations: Sequence[dict],
     turns = checked_turns(conversations, template, has_image,
                           sample_id=sample_id)
     im_start, im_end = chatml_token_ids(tokenizer)
+    as_text = keeps_text(special_tokens_in_content)
 
     def encode(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)['input_ids']
+
+    def encode_message(message: str) -> list[int]:
+        # Every special-token string of a message is the message's own.
+        if as_text and holds_special_string(tokenizer, message,
+                                            [(0, len(message))]):
+            return encode_keeping_text(tokenizer, message, [],
+                                       add_special_tokens=False,
+                                       sample_id=sample_id)[0]
+        return encode(message)
 
     newline = encode('\n')
     input_ids: list[int] = []
@@ -108,7 +129,7 @@ def tokenize_chatml_training(conversations: Sequence[dict],
     for turn in turns:
         message = turn['value']
         if turn['from'] == GPT:
-            add_turn(ROLES[GPT], [(encode(message), True)])
+            add_turn(ROLES[GPT], [(encode_message(message), True)])
             continue
         pieces = []
         if has_image and IMAGE_PLACEHOLDER in message:
@@ -119,7 +140,7 @@ def tokenize_chatml_training(conversations: Sequence[dict],
                     f'{IMAGE_PLACEHOLDER} holds another one; template '
                     f'{template.name!r} takes one image per message.')
             pieces.append(([IMAGE_TOKEN_INDEX] + newline, False))
-        pieces.append((encode(message), False))
+        pieces.append((encode_message(message), False))
         add_turn(ROLES[HUMAN], pieces)
     return input_ids, labels
 

@@ -14,12 +14,17 @@ from mmllava.registry import TRANSFORMS
 ImageInput = Union[str, PathLike, Image.Image, np.ndarray]
 
 
-def build_test_pipeline(model, tokenizer=None) -> Compose:
+def build_test_pipeline(model, tokenizer=None,
+                        special_tokens_in_content: Optional[str] = None
+                        ) -> Compose:
     """The transforms of ``model.cfg.test_pipeline``.
 
     Tokenization uses ``tokenizer`` if given (a copy for another thread: a
     fast tokenizer must not be shared across threads), else the model's own
     tokenizer, instead of loading the config's again.
+    ``special_tokens_in_content``, if given, replaces the config's
+    :class:`TokenizeConversation` setting (a server keeps its clients'
+    special-token strings as text whatever the config says).
     """
     cfg = getattr(model, 'cfg', None)
     if cfg is None or 'test_pipeline' not in cfg:
@@ -31,6 +36,9 @@ def build_test_pipeline(model, tokenizer=None) -> Compose:
         transform = dict(transform)
         if transform['type'] == 'TokenizeConversation':
             transform['tokenizer'] = tokenizer or model.tokenizer
+            if special_tokens_in_content is not None:
+                transform['special_tokens_in_content'] = \
+                    special_tokens_in_content
         transforms.append(TRANSFORMS.build(transform))
     return Compose(transforms)
 

@@ -85,8 +85,11 @@ class GenerationEngine:
 
     def __init__(self, model) -> None:
         self.model = model
+        # Clients' text never becomes special tokens, whatever the config
+        # says: a '</s>' or '<|im_start|>' in a message would forge turns.
         self.pipeline = build_test_pipeline(
-            model, tokenizer=copy.deepcopy(model.tokenizer))
+            model, tokenizer=copy.deepcopy(model.tokenizer),
+            special_tokens_in_content='text')
         self._pipeline_lock = threading.Lock()
         self.context_length: Optional[int] = getattr(
             model.llm.config, 'max_position_embeddings', None)

@@ -147,6 +147,21 @@ def test_load_image_unreadable_file_names_sample_and_path(tmp_path):
     assert "'broken-7'" in str(info.value) and str(path) in str(info.value)
 
 
+def test_load_image_decompression_bomb_names_sample_file_and_limit(
+        decompression_bomb):
+    """PIL's DecompressionBombError is no OSError: it comes out as one, so
+    the dataset's retry and skip_invalid policy applies to it."""
+    with pytest.raises(OSError) as info:
+        load(decompression_bomb, sample_id='bomb-3')
+    message = str(info.value)
+    assert message.startswith(
+        f"Sample 'bomb-3': cannot read image {decompression_bomb}: PIL "
+        'refuses it as a possible decompression bomb: ')
+    assert f'{100_000 * 100_000} pixels' in message
+    assert f'{2 * Image.MAX_IMAGE_PIXELS} pixels' in message
+    assert isinstance(info.value.__cause__, Image.DecompressionBombError)
+
+
 # ---------------------------------------------------------------------------
 # PadToSquare
 # ---------------------------------------------------------------------------
@@ -378,10 +393,33 @@ def test_train_mode_equals_tokenize_conversation(template, turns, has_image,
     assert 'gt_answer' not in results
 
 
-def test_train_mode_rejects_image_placeholder_without_image(tokenizer):
+def test_train_mode_takes_image_placeholder_without_image_as_text(
+        tokenizer):
+    # As the official code: a text-only sample is never split at <image>.
     transform = TokenizeConversation(tokenizer, 'vicuna_v1')
-    with pytest.raises(ValueError, match="'bad-9'"):
-        transform(sample(MULTI_TURN, has_image=False, sample_id='bad-9'))
+    results = transform(sample(MULTI_TURN, has_image=False))
+    assert IMAGE_TOKEN_INDEX not in results['input_ids']
+    assert (results['input_ids'], results['labels']) == \
+        tokenize_conversation(MULTI_TURN, get_template('vicuna_v1'),
+                              tokenizer, has_image=False)
+
+
+@pytest.mark.parametrize('mode', ['train', 'predict'])
+def test_special_tokens_in_content_setting(mode, tokenizer):
+    turns = [human('<image>\nWhat does </s> mean?'), gpt('The end </s>.')]
+    counts = {}
+    for setting in ('text', 'special'):
+        transform = TokenizeConversation(
+            tokenizer, 'vicuna_v1', mode=mode,
+            special_tokens_in_content=setting)
+        results = transform(sample(turns))
+        counts[setting] = results['input_ids'].count(tokenizer.eos_token_id)
+    # The question's </s>, and in training the answer's and the template's.
+    assert counts == ({'text': 1, 'special': 3} if mode == 'train'
+                      else {'text': 0, 'special': 1})
+    with pytest.raises(ValueError, match='special_tokens_in_content'):
+        TokenizeConversation(tokenizer, 'vicuna_v1',
+                             special_tokens_in_content='escape')
 
 
 def test_predict_mode_ends_with_assistant_prefix(tokenizer):

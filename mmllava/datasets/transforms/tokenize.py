@@ -7,6 +7,7 @@ from mmengine.logging import print_log
 
 from mmllava.constants import (IGNORE_INDEX, IMAGE_PLACEHOLDER,
                                IMAGE_TOKEN_INDEX)
+from mmllava.content_specials import keeps_text
 from mmllava.conversation import (GPT, build_generation_prompt,
                                   get_template, tokenize_conversation)
 from mmllava.models.anyres import check_pinpoints, count_image_tokens
@@ -100,6 +101,12 @@ class TokenizeConversation(BaseTransform):
             ``tile_size``, ``patch_size``, ``merge_type``): each image is
             counted from its size. Needed with ``max_length``.
         mode (str): ``'train'`` or ``'predict'``. Defaults to ``'train'``.
+        special_tokens_in_content (str): What the string of a special token
+            (``</s>``, ``<|im_end|>``) inside a message becomes: ``'text'``,
+            ordinary sub-word ids, or ``'special'``, the special token, as
+            the official LLaVA code does (to reproduce an official run bit
+            for bit). The template's own special tokens stay special either
+            way. Defaults to ``'text'``.
     """
 
     def __init__(self,
@@ -107,7 +114,8 @@ class TokenizeConversation(BaseTransform):
                  template: str,
                  max_length: Optional[int] = None,
                  num_image_tokens: Union[int, dict, None] = None,
-                 mode: str = 'train') -> None:
+                 mode: str = 'train',
+                 special_tokens_in_content: str = 'text') -> None:
         if mode not in ('train', 'predict'):
             raise ValueError(f"mode must be 'train' or 'predict', got {mode!r}")
         if mode == 'predict' and max_length is not None:
@@ -116,6 +124,8 @@ class TokenizeConversation(BaseTransform):
         if max_length is not None and num_image_tokens is None:
             raise ValueError('max_length needs num_image_tokens (the feature '
                              'rows of one image) to count sample lengths.')
+        keeps_text(special_tokens_in_content)  # an unknown value fails here
+        self.special_tokens_in_content = special_tokens_in_content
         self.tokenizer = build_tokenizer(tokenizer)
         self.template = get_template(template)
         self.max_length = max_length
@@ -136,11 +146,13 @@ class TokenizeConversation(BaseTransform):
                 results['gt_answer'] = turns[-1]['value']
                 turns = turns[:-1]
             results['input_ids'] = build_generation_prompt(
-                turns, self.template, self.tokenizer, has_image, sample_id)
+                turns, self.template, self.tokenizer, has_image, sample_id,
+                self.special_tokens_in_content)
             check_image_count(results['input_ids'], int(has_image), sample_id)
             return results
         input_ids, labels = tokenize_conversation(
-            turns, self.template, self.tokenizer, has_image, sample_id)
+            turns, self.template, self.tokenizer, has_image, sample_id,
+            self.special_tokens_in_content)
         check_image_count(input_ids, int(has_image), sample_id)
         if self.max_length is not None:
             full_length = len(input_ids)
