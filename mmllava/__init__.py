@@ -1,4 +1,6 @@
-"""mmllava: LLaVA (visual instruction tuning) on mmengine."""
-from mmllava.utils import compat  # noqa: F401  (applies version fixes first)
+"""mmllava: LLaVA (visual instruction tuning) on mmengine.
 
+Importing it registers and patches nothing: tools, ``get_model`` and tests
+call :func:`mmllava.setup_env.register_all_modules` once.
+"""
 __version__ = '0.1.0'

@@ -10,8 +10,14 @@ from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import \
+    OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
+from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
+from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
 from mmengine.registry import Registry
+from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
+from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 
 MODELS = Registry(
@@ -40,3 +46,18 @@ HOOKS = Registry(
 OPTIM_WRAPPERS = Registry(
     'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmllava',
     locations=['mmllava.engine'])
+
+# Children that mmllava adds nothing to: the runner builds optimizers,
+# schedulers and visualizers under the mmllava scope, and without a child
+# mmengine warns once per registry that it fell back to its own.
+OPTIMIZERS = Registry('optimizer', parent=MMENGINE_OPTIMIZERS,
+                      scope='mmllava')
+OPTIM_WRAPPER_CONSTRUCTORS = Registry(
+    'optimizer wrapper constructor',
+    parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='mmllava')
+PARAM_SCHEDULERS = Registry('parameter scheduler',
+                            parent=MMENGINE_PARAM_SCHEDULERS, scope='mmllava')
+VISUALIZERS = Registry('visualizer', parent=MMENGINE_VISUALIZERS,
+                       scope='mmllava')
+VISBACKENDS = Registry('vis_backend', parent=MMENGINE_VISBACKENDS,
+                       scope='mmllava')

@@ -11,13 +11,16 @@ from PIL import Image
 from skimage import data as photos
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-import mmllava  # noqa: F401  (lets torch.load(weights_only=True) read them)
 from mmllava.apis import get_model
+from mmllava.setup_env import register_all_modules
 
 from mmllava.demo.assets import save_random_vision_encoder
 from mmllava.demo.eval_files import write_eval_files
 from mmllava.demo.synthetic_scenes import generate_demo_dataset
 from mmllava.demo.tokenizer import write_llama_tokenizer
+
+# Once for every test, as the tools do.
+register_all_modules()
 from mmllava.models.tokenizer import build_tokenizer
 
 

@@ -19,7 +19,7 @@ from mmengine.logging import MMLogger
 from transformers import TextIteratorStreamer
 
 from mmllava.apis import ChatSession, get_model
-from mmllava.utils.launch import add_unsafe_pickle_arg
+from mmllava.utils.runner_args import add_unsafe_pickle_arg
 
 COMMANDS = '/image PATH, /reset, /quit'
 

@@ -4,27 +4,20 @@
         [--resume [CKPT]] [--amp [--amp-dtype bfloat16|float16]]
         [--strategy deepspeed_zero2|deepspeed_zero3|deepspeed_zero3_offload
                     |fsdp|STRATEGY_CONFIG]
-        [--cfg-options key=value ...] [--launcher none|pytorch|slurm|mpi]
+        [--cfg-options key=value ...] [--allow-partial-load]
+        [--launcher none|pytorch|slurm|mpi]
 
 Without ``--strategy`` mmengine's Runner trains (one process, or DDP under
 a launcher); with one, its FlexibleRunner does (see docs/distributed.md).
+
+The arguments are parsed before mmllava, mmengine's runner and transformers
+are imported (seconds), so that ``--help`` and argument errors answer at
+once; ``main`` imports them.
 """
 import argparse
-import logging
 from pathlib import Path
 
-from mmengine.config import Config
-from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
-
-# Version fixes; loops, hooks and the safe checkpoint loader.
-import mmllava.engine  # noqa: F401
-from mmllava.engine.resume import resume_checkpoint
-from mmllava.utils.launch import (adapt_to_machine, add_runner_args,
-                                  apply_amp, apply_runner_args,
-                                  apply_strategy, close_process_groups,
-                                  parse_runner_args)
+from mmllava.utils.runner_args import add_runner_args, parse_runner_args
 
 #: ``--strategy NAME`` reads ``NAME.py`` here.
 STRATEGY_DIR = Path(__file__).resolve().parents[1] / \
@@ -55,10 +48,12 @@ def parse_args() -> argparse.Namespace:
     args = parse_runner_args(parser)
     if args.amp_dtype is not None and not args.amp:
         parser.error('--amp-dtype needs --amp')
+    if args.strategy is not None:
+        strategy_file(args.strategy)
     return args
 
 
-def strategy_config(name: str) -> Config:
+def strategy_file(name: str) -> Path:
     """The strategy file ``--strategy`` names (a name or a path)."""
     path = Path(name) if name.endswith('.py') else STRATEGY_DIR / f'{name}.py'
     if not path.is_file():
@@ -66,16 +61,32 @@ def strategy_config(name: str) -> Config:
         raise FileNotFoundError(
             f'--strategy {name}: no file {path}; give one of {known} or a '
             'config file that sets `strategy`')
-    return Config.fromfile(str(path))
+    return path
 
 
-def warn(message: str) -> None:
-    print_log(message, logger='current', level=logging.WARNING)
+def main() -> None:
+    args = parse_args()
+    import logging
 
+    from mmengine.config import Config
+    from mmengine.logging import print_log
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
 
-def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    from mmllava.engine.resume import resume_checkpoint
+    from mmllava.setup_env import register_all_modules
+    from mmllava.utils.launch import (adapt_to_machine, apply_amp,
+                                      apply_runner_args, apply_strategy,
+                                      close_process_groups)
+
+    def warn(message: str) -> None:
+        print_log(message, logger='current', level=logging.WARNING)
+
+    register_all_modules()
+    cfg = Config.fromfile(args.config)
     if args.strategy is not None:
-        cfg.merge_from_dict(strategy_config(args.strategy).to_dict())
+        cfg.merge_from_dict(
+            Config.fromfile(str(strategy_file(args.strategy))).to_dict())
     cfg = apply_runner_args(cfg, args)
     if args.amp:
         cfg = apply_amp(cfg, args.amp_dtype)
@@ -90,12 +101,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    return adapt_to_machine(cfg)
-
-
-def main() -> None:
-    args = parse_args()
-    cfg = merge_args(Config.fromfile(args.config), args)
+    cfg = adapt_to_machine(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg \
         else Runner.from_cfg(cfg)
     runner.train()

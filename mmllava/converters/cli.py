@@ -5,7 +5,8 @@ import sys
 import time
 from typing import Callable
 
-from mmllava.utils.launch import add_unsafe_pickle_arg, apply_unsafe_pickle_arg
+from mmllava.utils.runner_args import (add_unsafe_pickle_arg,
+                                       apply_unsafe_pickle_arg)
 from mmllava.utils.safe_load import UnsafePickleError
 
 

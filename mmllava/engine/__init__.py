@@ -1,11 +1,11 @@
 """Training and test loops, hooks, optimizer wrappers, the atomic checkpoint
 backend and the safe checkpoint loader; importing this module registers
-them, and applies the fixes to mmengine's DeepSpeed and FSDP strategies."""
-# Before the runner builds a strategy.
-from mmllava.utils import compat_distributed  # noqa: F401
+them in mmllava's registries (the loader: :func:`register_checkpoint_loader`).
+"""
 from mmllava.engine.atomic_file_backend import AtomicLocalBackend
 from mmllava.engine.checkpoint_hook import AtomicCheckpointHook
-from mmllava.engine.checkpoint_loader import load_local_checkpoint
+from mmllava.engine.checkpoint_loader import (load_local_checkpoint,
+                                              register_checkpoint_loader)
 from mmllava.engine.hooks import (ImageGainHook, NonFiniteLossHook,
                                   RNGStateHook, SampleAnswersHook,
                                   StrictLoadHook)
@@ -18,4 +18,4 @@ __all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend',
            'GuardedAmpOptimWrapper', 'GuardedOptimWrapper', 'ImageGainHook',
            'NonFiniteLossHook', 'RNGStateHook', 'ResumableEpochBasedTrainLoop',
            'ResumableTestLoop', 'SampleAnswersHook', 'StrictLoadHook',
-           'load_local_checkpoint']
+           'load_local_checkpoint', 'register_checkpoint_loader']

@@ -1,10 +1,8 @@
 """mmengine's loader for local checkpoint files, replaced by one that
 refuses files needing arbitrary unpickling (:mod:`mmllava.utils.safe_load`).
 
-Registered on import of :mod:`mmllava.engine`, which the tools, the runner's
-mmllava loops and hooks, and ``get_model`` import. It lives here rather than
-in ``mmllava/__init__.py`` because importing ``mmengine.runner`` costs seconds
-that the data tools should not pay.
+:func:`register_checkpoint_loader` puts it in place;
+``register_all_modules`` calls it.
 """
 import os
 from typing import Any
@@ -18,7 +16,6 @@ from mmllava.utils.files import is_deepspeed_checkpoint, resolve_checkpoint
 from mmllava.utils.safe_load import load_torch_file
 
 
-@CheckpointLoader.register_scheme(prefixes='', force=True)
 def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
     """mmengine's loader for local paths (``load_from``, resume,
     :func:`mmengine.runner.load_checkpoint`), through
@@ -35,3 +32,10 @@ def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
         return consolidate_deepspeed_checkpoint(
             filename, lambda line: print_log(line, logger='current'))
     return load_torch_file(filename, map_location=map_location)
+
+
+def register_checkpoint_loader() -> None:
+    """Make :func:`load_local_checkpoint` mmengine's loader for local paths
+    (``force``: it replaces mmengine's own)."""
+    CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint,
+                                     force=True)

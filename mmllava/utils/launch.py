@@ -3,65 +3,17 @@ options, settings that depend on the machine the run starts on, and how a
 recipe is run under mixed precision or a sharding strategy (DeepSpeed,
 FSDP)."""
 import argparse
-import os
 import os.path as osp
 from typing import Optional
 
 import torch
 import torch.distributed as dist
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.dist import barrier, is_distributed
 from mmengine.utils import import_modules_from_strings
 
 from mmllava.utils.config_checks import (check_option_types,
                                          warn_unknown_top_level_keys)
-from mmllava.utils.safe_load import (UNSAFE_PICKLE_FLAG,
-                                     allow_unsafe_pickle_for_this_run)
-
-
-def add_runner_args(parser: argparse.ArgumentParser,
-                    work_dir_help: str, cfg_options_example: str) -> None:
-    """``--work-dir``, ``--cfg-options``, ``--allow-partial-load``,
-    ``--launcher`` and the launchers' ``--local-rank``."""
-    parser.add_argument('--work-dir', help=work_dir_help)
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help=f'override config keys, e.g. {cfg_options_example}')
-    parser.add_argument(
-        '--allow-partial-load', action='store_true',
-        help='load a checkpoint that does not fit the model (missing, '
-        'unexpected or mis-shaped keys), leaving what does not fit at its '
-        'initial values; without it such a load stops the run, listing the '
-        'keys')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    add_unsafe_pickle_arg(parser)
-
-
-def add_unsafe_pickle_arg(parser: argparse.ArgumentParser) -> None:
-    """``--allow-unsafe-pickle``; :func:`apply_unsafe_pickle_arg` acts on
-    it."""
-    parser.add_argument(
-        UNSAFE_PICKLE_FLAG, action='store_true',
-        help='load weight files that need full unpickling (it can run code '
-        'hidden in the file): only for files you trust. Off by default: '
-        'such files are refused')
-
-
-def apply_unsafe_pickle_arg(args: argparse.Namespace) -> None:
-    if args.allow_unsafe_pickle:
-        allow_unsafe_pickle_for_this_run()
-
-
-def parse_runner_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Parse, give the launcher's local rank to the environment, and apply
-    ``--allow-unsafe-pickle``."""
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    apply_unsafe_pickle_arg(args)
-    return args
 
 
 def close_process_groups() -> None:

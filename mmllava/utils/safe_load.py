@@ -5,7 +5,7 @@ mmengine's runner reads (``load_from``, ``--resume``; see
 ``mmllava/engine/checkpoint_loader.py``), goes through
 :func:`load_torch_file`: ``torch.load(weights_only=True)``, which unpickles
 tensors, plain containers and the allow-listed mmengine and numpy types of
-``mmllava/utils/compat.py`` only. A file that needs anything else could run
+:func:`allow_checkpoint_types` only. A file that needs anything else could run
 arbitrary code when unpickled, so it is refused, with an error naming the
 opt-in: ``--allow-unsafe-pickle`` on the tools, ``allow_unsafe_pickle=True``
 in the python API, or the environment variable below (which the tools' flag
@@ -13,17 +13,21 @@ sets, so that every process of a distributed run sees it).
 """
 import contextlib
 import contextvars
+import functools
 import os
 import pickle
 import warnings
 import zipfile
 from typing import Any, Iterator, Optional
 
+import numpy as np
 import torch
+from mmengine.config import ConfigDict
+from mmengine.logging import HistoryBuffer
 
-#: Set to ``1`` to let files that need full unpickling load.
-ALLOW_UNSAFE_PICKLE_ENV = 'MMLLAVA_ALLOW_UNSAFE_PICKLE'
-UNSAFE_PICKLE_FLAG = '--allow-unsafe-pickle'
+from mmllava.utils.runner_args import (ALLOW_UNSAFE_PICKLE_ENV,
+                                       UNSAFE_PICKLE_FLAG)
+
 #: Set by :func:`unsafe_pickle_scope` for the loads inside it (thread- and
 #: task-local, unlike the environment).
 _allowed_in_scope: contextvars.ContextVar[Optional[bool]] = \
@@ -88,10 +92,26 @@ def unsafe_pickle_scope(allow: Optional[bool]) -> Iterator[None]:
         _allowed_in_scope.reset(token)
 
 
-def allow_unsafe_pickle_for_this_run() -> None:
-    """What the tools' ``--allow-unsafe-pickle`` does: opt this process and
-    the processes it starts in."""
-    os.environ[ALLOW_UNSAFE_PICKLE_ENV] = '1'
+@functools.cache
+def allow_checkpoint_types() -> None:
+    """Let ``torch.load(weights_only=True)`` read mmengine checkpoints.
+
+    mmengine 0.10.7 checkpoints hold the message hub's ``HistoryBuffer`` and
+    numpy scalars and arrays, which the safe unpickler refuses. Allow-listing
+    just these types (and mmengine's ``ConfigDict``, a dict) keeps the
+    safety: no arbitrary code runs on load. :func:`load_torch_file` calls it;
+    ``register_all_modules`` too, for code that calls ``torch.load``
+    itself.
+    """
+    # numpy 2 pickles arrays through numpy._core (numpy.core is deprecated).
+    numpy_types = [np.ndarray, np.dtype, np._core.multiarray._reconstruct,
+                   np._core.multiarray.scalar]
+    numpy_types += [type(np.dtype(name)) for name in (
+        'float64', 'float32', 'float16', 'int64', 'int32', 'bool')]
+    # DeepSpeed checkpoints (mmengine 0.10.7's DeepSpeedStrategy) store
+    # DeepSpeed's config, built from the strategy's ConfigDicts.
+    torch.serialization.add_safe_globals([HistoryBuffer, ConfigDict,
+                                          *numpy_types])
 
 
 def load_torch_file(path: str, map_location: Any = 'cpu', mmap: bool = False,
@@ -116,6 +136,7 @@ def load_torch_file(path: str, map_location: Any = 'cpu', mmap: bool = False,
             allowed. The message names the file, what torch refused and how
             to opt in.
     """
+    allow_checkpoint_types()
     reason = unreadable_reason(path)
     if reason is not None:
         raise UnreadableCheckpointError(f'Cannot load {path}: {reason}.')

@@ -19,7 +19,6 @@ import mmengine
 import pytest
 import torch
 
-import mmllava  # noqa: F401  (lets torch.load(weights_only=True) read them)
 from mmllava.utils.plot import find_scalars_files, load_scalars
 
 pytestmark = pytest.mark.slow

@@ -25,7 +25,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import mmllava  # noqa: F401  (lets torch.load(weights_only=True) read them)
 from mmllava.apis import get_model
 from mmllava.constants import IMAGE_TOKEN_INDEX
 from mmllava.converters.deepspeed_checkpoint import \

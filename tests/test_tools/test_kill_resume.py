@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import mmllava  # noqa: F401  (lets torch.load(weights_only=True) read them)
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = REPO / 'tools/train.py'

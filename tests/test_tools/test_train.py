@@ -18,7 +18,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import mmllava  # noqa: F401  (lets torch.load(weights_only=True) read them)
 from mmllava.utils.plot import find_scalars_file, load_scalars
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,8 +12,7 @@ import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import load_checkpoint
 
-import mmllava.engine  # noqa: F401  (registers the checkpoint loader)
-from mmllava.utils.launch import add_runner_args, parse_runner_args
+from mmllava.utils.runner_args import add_runner_args, parse_runner_args
 from mmllava.utils.safe_load import (ALLOW_UNSAFE_PICKLE_ENV,
                                      UnreadableCheckpointError,
                                      UnsafePickleError, load_torch_file,

@@ -1,11 +1,5 @@
-"""Fixes for mmengine's DeepSpeed and FSDP strategies on the pinned stack,
-each naming the version it works around; applied on import.
-
-Imported by :mod:`mmllava.engine` rather than :mod:`mmllava.utils.compat`,
-since it imports ``mmengine._strategy`` (and DeepSpeed, when installed),
-whose cost the data tools should not pay. The CUDA ``set_device`` fix, which
-every launcher needs, lives in :mod:`mmllava.utils.compat`.
-"""
+"""Fixes for mmengine 0.10.7's DeepSpeed and FSDP strategies (see
+:mod:`mmllava.compat`)."""
 import importlib.abc
 import importlib.machinery
 import sys
@@ -190,14 +184,34 @@ def _fsdp_clip(model: FullyShardedDataParallel) -> Callable:
     return clip
 
 
-sys.meta_path.append(_OnebitStandIn())
-DeepSpeedStrategy.save_checkpoint = _save_with_hooks(
-    DeepSpeedStrategy.save_checkpoint)
-DeepSpeedStrategy.resume = _load_with_hooks(DeepSpeedStrategy.resume)
-DeepSpeedStrategy.load_checkpoint = _load_with_hooks(
-    DeepSpeedStrategy.load_checkpoint)
-DeepSpeedStrategy.build_model = _build_partitioned(
-    DeepSpeedStrategy.build_model)
-FSDPStrategy.load_optim_state_dict = _load_fsdp_optim_state_dict
-FSDPStrategy.build_optim_wrapper = _build_sharded_optim_wrapper(
-    FSDPStrategy.build_optim_wrapper)
+def supply_removed_onebit_module() -> None:
+    """Answer mmengine's import of DeepSpeed's removed 1-bit optimizers
+    (see :class:`_OnebitStandIn`)."""
+    sys.meta_path.append(_OnebitStandIn())
+
+
+def call_deepspeed_checkpoint_hooks() -> None:
+    """Let DeepSpeed saves and loads call the runner's checkpoint hooks
+    (see :func:`_save_with_hooks`, :func:`_load_with_hooks`)."""
+    DeepSpeedStrategy.save_checkpoint = _save_with_hooks(
+        DeepSpeedStrategy.save_checkpoint)
+    DeepSpeedStrategy.resume = _load_with_hooks(DeepSpeedStrategy.resume)
+    DeepSpeedStrategy.load_checkpoint = _load_with_hooks(
+        DeepSpeedStrategy.load_checkpoint)
+
+
+def build_zero3_models_partitioned() -> None:
+    """See :func:`_build_partitioned`."""
+    DeepSpeedStrategy.build_model = _build_partitioned(
+        DeepSpeedStrategy.build_model)
+
+
+def load_fsdp_optimizer_states() -> None:
+    """See :func:`_load_fsdp_optim_state_dict`."""
+    FSDPStrategy.load_optim_state_dict = _load_fsdp_optim_state_dict
+
+
+def clip_fsdp_gradients_as_a_whole() -> None:
+    """See :func:`_build_sharded_optim_wrapper`."""
+    FSDPStrategy.build_optim_wrapper = _build_sharded_optim_wrapper(
+        FSDPStrategy.build_optim_wrapper)
