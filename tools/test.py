@@ -1,11 +1,14 @@
 """Evaluate a LLaVA model on a test set with an mmengine Runner.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
-        [--blind] [--resume] [--cfg-options key=value ...]
+        [--blind] [--resume] [--vision-tower TOWER]
+        [--cfg-options key=value ...] [--allow-partial-load]
         [--launcher none|pytorch|slurm|mpi]
 
 CHECKPOINT is an mmllava checkpoint, a DeepSpeed run's checkpoint folder
-(consolidated in memory) or a training work dir (its latest checkpoint).
+(consolidated in memory), a training work dir (its latest checkpoint) or
+mmpretrain's LLaVA file (converted into the work dir first; its tower from
+``--vision-tower``).
 Generates an answer for every test sample, prints the metrics and writes
 every answer to ``--out`` (default: in the work dir) in the benchmark's
 format: LLaVA's answer jsonl, or COCO caption results for captioning. The
@@ -14,30 +17,30 @@ image blanked: the language-prior baseline.
 
 Predictions are saved batch by batch in WORK_DIR/predictions (one file per
 process); ``--resume`` continues an interrupted run from them.
+
+The arguments are parsed before mmllava, mmengine's runner and transformers
+are imported (seconds), so that ``--help`` answers at once; ``main`` imports
+them.
 """
 import argparse
 import json
 import os.path as osp
 from pathlib import Path
 
-from mmengine.config import Config
-from mmengine.dist import is_main_process
-from mmengine.runner import Runner
-
-# Version fixes; loops, hooks and the safe checkpoint loader.
-import mmllava.engine  # noqa: F401
-from mmllava.datasets.transforms import blind_pipeline
-from mmllava.utils.files import resolve_checkpoint
-from mmllava.utils.launch import (adapt_to_machine, add_runner_args,
-                                  apply_runner_args, close_process_groups,
-                                  parse_runner_args)
+from mmllava.utils.runner_args import add_runner_args, parse_runner_args
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test a LLaVA model')
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint',
-                        help='checkpoint file, or a work dir (its latest)')
+    parser.add_argument(
+        'checkpoint', help='checkpoint file, a work dir (its latest), or '
+        'mmpretrain\'s LLaVA file')
+    parser.add_argument(
+        '--vision-tower',
+        help='with mmpretrain\'s LLaVA file (which holds no tower): a '
+        'transformers CLIP folder or an mmpretrain CLIP ViT checkpoint '
+        '(default: the tower the config names)')
     parser.add_argument(
         '--out', help='answer file (default: WORK_DIR/<config>_answers'
         '.jsonl, or .json of COCO caption results for captioning)')
@@ -56,7 +59,7 @@ def parse_args() -> argparse.Namespace:
     return parse_runner_args(parser)
 
 
-def answer_writer(cfg: Config, out_file: str) -> dict:
+def answer_writer(cfg, out_file: str) -> dict:
     """The evaluator entry that saves every answer."""
     task = cfg.get('inference', {}).get('task')
     file_format = 'coco_captions' if task == 'caption' else 'llava_jsonl'
@@ -65,10 +68,16 @@ def answer_writer(cfg: Config, out_file: str) -> dict:
                 model_id=osp.splitext(osp.basename(cfg.filename))[0])
 
 
-def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+def merge_args(cfg, args: argparse.Namespace):
+    """``cfg`` (an mmengine ``Config``) set up for this test run."""
+    from mmllava.apis.get_model import runner_checkpoint
+    from mmllava.datasets.transforms import blind_pipeline
+    from mmllava.utils.launch import adapt_to_machine, apply_runner_args
     cfg = apply_runner_args(cfg, args)
     name = osp.splitext(osp.basename(args.config))[0]
-    cfg.load_from = resolve_checkpoint(args.checkpoint)
+    # mmpretrain's LLaVA file is converted into the work dir first.
+    cfg.load_from = runner_checkpoint(cfg, args.checkpoint, cfg.work_dir,
+                                      args.vision_tower)
     if args.blind:
         dataset = cfg.test_dataloader.dataset
         dataset.pipeline = blind_pipeline(
@@ -89,6 +98,13 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
 def main() -> None:
     args = parse_args()
+    from mmengine.config import Config
+    from mmengine.dist import is_main_process
+    from mmengine.runner import Runner
+
+    from mmllava.setup_env import register_all_modules
+    from mmllava.utils.launch import close_process_groups
+    register_all_modules()
     cfg = merge_args(Config.fromfile(args.config), args)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()

@@ -1,8 +1,12 @@
 """Caption an image or answer a question about it, as the recipe's config
 says (``inference = dict(task=...)``)."""
+from os import PathLike
 from typing import Sequence, Union
 
+from mmengine.config import Config
+
 from mmllava.apis.generation import ImageInput, generate
+from mmllava.apis.get_model import get_model
 from mmllava.apis.model_index import TASKS
 from mmllava.constants import IMAGE_PLACEHOLDER
 
@@ -52,7 +56,9 @@ def inference_model(model, image: Union[ImageInput, list[ImageInput]],
     gets alone.
 
     Args:
-        model (LLaVA): Built by :func:`get_model`; its config's ``inference``
+        model (LLaVA | str | PathLike | Config): Built by :func:`get_model`,
+            or what :func:`get_model` builds from (a name, a config), as
+            mmpretrain takes it; its config's ``inference``
             (``dict(task='caption', prompt=...)`` or ``dict(task='vqa',
             prompt_suffix=...)``) and ``test_pipeline`` are used.
         image (str | PathLike | PIL.Image | np.ndarray | list): A file, an
@@ -61,7 +67,10 @@ def inference_model(model, image: Union[ImageInput, list[ImageInput]],
             the captioning prompt (defaults to the config's); a list gives
             one per image. The image goes before it as ``<image>\\n``.
         **generation_kwargs: Override the model's ``generation_cfg``, e.g.
-            ``max_new_tokens=16``.
+            ``max_new_tokens=16``; with a name or config, ``pretrained``,
+            ``device``, ``device_map`` and ``vision_tower`` go to
+            :func:`get_model` (as mmpretrain's ``inference_model`` passes
+            them to its inferencer).
 
     Returns:
         dict | list[dict]: ``{'pred_caption': str}`` or ``{'pred_answer':
@@ -77,6 +86,11 @@ def inference_model(model, image: Union[ImageInput, list[ImageInput]],
         ...                 'triangle?', 'Is the blue triangle large or small?'])
         [{'pred_answer': 'Bottom right'}, {'pred_answer': 'Large'}]
     """
+    if isinstance(model, (str, PathLike, Config)):
+        build_args = ('pretrained', 'device', 'device_map', 'vision_tower')
+        model = get_model(model, **{
+            key: generation_kwargs.pop(key) for key in build_args
+            if key in generation_kwargs})
     cfg = getattr(model, 'cfg', None)
     if cfg is None or 'inference' not in cfg:
         raise KeyError(

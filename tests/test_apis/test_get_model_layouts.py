@@ -1,6 +1,7 @@
 """``get_model(pretrained=...)`` detects the layout: an mmllava checkpoint,
-an official LLaVA folder or a llava-hf folder, each loaded exactly; a folder
-in no known layout fails listing the layouts looked for."""
+an official LLaVA folder, a llava-hf folder or mmpretrain's LLaVA file, each
+loaded exactly; a folder in no known layout fails listing the layouts looked
+for."""
 import pytest
 import torch
 
@@ -44,11 +45,38 @@ def test_mmllava_checkpoint_and_work_dir(in_workspace):
                                 in_workspace)
 
 
+def test_mmpretrain_file(in_workspace, tmp_path):
+    # mmpretrain's llava-delta2mmpre.py output: the official keys under
+    # model.lang_encoder., no tower.
+    saved = torch.load(in_workspace / 'ft.pth', weights_only=True)[
+        'state_dict']
+    state = {}
+    for key, value in saved.items():
+        if key.startswith('llm.'):
+            state['model.lang_encoder.' + key[len('llm.'):]] = value
+        elif key.startswith('projector.'):
+            state['model.lang_encoder.model.mm_projector.'
+                  + key[len('projector.'):]] = value
+    torch.save(state, tmp_path / 'llava.pth')
+    assert detect_layout(tmp_path / 'llava.pth') == 'mmpretrain'
+    # The tower: the config's (kept), or a transformers CLIP folder.
+    for tower in (None, 'checkpoints/demo/vision_encoder'):
+        assert_loads_the_checkpoint(
+            get_model(NAME, pretrained=tmp_path / 'llava.pth',
+                      vision_tower=tower), in_workspace)
+    del state['model.lang_encoder.model.mm_projector.0.weight']
+    torch.save(state, tmp_path / 'partial.pth')
+    with pytest.raises(KeyError, match=r'partial\.pth: 1 weights of the '
+                       r'built model.*projector\.0\.weight'):
+        get_model(NAME, pretrained=tmp_path / 'partial.pth')
+
+
 def test_unknown_layout_lists_the_layouts(in_workspace, tmp_path):
     (tmp_path / 'config.json').write_text('{"model_type": "bert"}')
     with pytest.raises(FileNotFoundError) as error:
         get_model(NAME, pretrained=tmp_path)
     message = str(error.value)
-    for layout in ('mmllava', 'official', 'llava-hf', 'last_checkpoint',
-                   'mm_projector_type', 'model_type "llava"'):
+    for layout in ('mmllava', 'official', 'llava-hf', 'mmpretrain',
+                   'last_checkpoint', 'mm_projector_type',
+                   'model_type "llava"', 'model.lang_encoder.*'):
         assert layout in message
