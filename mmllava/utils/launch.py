@@ -13,6 +13,7 @@ from mmengine.dist import barrier, is_distributed
 from mmengine.utils import import_modules_from_strings
 
 from mmllava.utils.config_checks import (check_option_types,
+                                         check_settings_agree,
                                          warn_unknown_top_level_keys)
 
 
@@ -34,7 +35,8 @@ def close_process_groups() -> None:
 def apply_runner_args(cfg: Config, args: argparse.Namespace) -> Config:
     """The launcher, ``--cfg-options`` (type-checked), the work dir
     (default ``work_dirs/<config name>``) and the strict-load check
-    (``--allow-partial-load``); warns about misspelled top-level keys."""
+    (``--allow-partial-load``); warns about misspelled top-level keys and
+    refuses a model and pipelines that disagree."""
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         check_option_types(cfg, args.cfg_options)
@@ -56,6 +58,7 @@ def apply_runner_args(cfg: Config, args: argparse.Namespace) -> Config:
         hooks['strict_load'] = dict(hooks['strict_load'], allow_partial=True)
     cfg.default_hooks = hooks
     warn_unknown_top_level_keys(cfg)
+    check_settings_agree(cfg)
     return cfg
 
 

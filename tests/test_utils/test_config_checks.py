@@ -1,13 +1,19 @@
 """``mmllava/utils/config_checks.py``: a misspelled top-level key is
-warned about with the key it is close to, and a ``--cfg-options`` value of
-the wrong type stops the tools, naming the key and the type."""
+warned about with the key it is close to, a ``--cfg-options`` value of the
+wrong type stops the tools, naming the key and the type, and a model and
+pipelines that disagree on the template, the tokenizer or the image-token
+count are refused, naming both values."""
 import argparse
 from pathlib import Path
 
 import pytest
 from mmengine.config import Config, DictAction
+from transformers import CLIPVisionConfig
 
-from mmllava.utils.config_checks import (check_option_types,
+from mmllava.utils.config_checks import (RUNNER_PIPELINE_KEYS,
+                                         _tokenize_transforms,
+                                         check_option_types,
+                                         check_settings_agree,
                                          warn_unknown_top_level_keys)
 from mmllava.utils.launch import apply_runner_args
 
@@ -90,3 +96,64 @@ def test_the_tools_turn_on_the_strict_load_check():
     args.allow_partial_load = True
     cfg = apply_runner_args(Config(RECIPE), args)
     assert cfg.default_hooks.strict_load.allow_partial is True
+
+
+@pytest.mark.parametrize('config', CONFIGS, ids=lambda path: path.stem)
+def test_every_recipe_s_model_and_pipelines_agree(config):
+    check_settings_agree(Config.fromfile(str(config)))
+
+
+DEMO_FT = REPO / 'configs/llava/llava-tiny_demo_ft.py'
+
+
+def test_the_check_reads_the_runner_s_pipelines():
+    found = _tokenize_transforms(
+        {key: value for key, value in Config.fromfile(str(DEMO_FT)).items()
+         if key in RUNNER_PIPELINE_KEYS})
+    # The demo's stage 2 tests in its own test configs.
+    assert sorted(key for key, _ in found) == [
+        'custom_hooks.1.pipeline.3', 'custom_hooks.2.pipeline.3',
+        'train_dataloader.dataset.pipeline.3',
+        'val_dataloader.dataset.pipeline.3']
+
+
+def test_a_pipeline_with_another_template_is_refused():
+    cfg = Config.fromfile(str(DEMO_FT))
+    cfg.train_dataloader.dataset.pipeline[3].template = 'llava_v1'
+    with pytest.raises(ValueError) as error:
+        check_settings_agree(cfg)
+    assert str(error.value) == (
+        "model.template is 'vicuna_v1' but "
+        "train_dataloader.dataset.pipeline.3.template is 'llava_v1': the "
+        'model and its data must use the same one.')
+
+
+def test_a_pipeline_with_another_tokenizer_is_refused():
+    cfg = Config.fromfile(str(DEMO_FT))
+    cfg.val_dataloader.dataset.pipeline[3].tokenizer.pretrained = 'other/'
+    with pytest.raises(ValueError, match=r"val_dataloader.dataset.pipeline"
+                       r".3.tokenizer.pretrained is 'other/'"):
+        check_settings_agree(cfg)
+
+
+@pytest.mark.parametrize('select_feature, rows', [('patch', 9),
+                                                   ('cls_patch', 10)])
+def test_image_tokens_are_checked_against_the_tower(tmp_path, select_feature,
+                                                    rows):
+    CLIPVisionConfig(image_size=48, patch_size=16).save_pretrained(tmp_path)
+    cfg = Config.fromfile(str(DEMO_FT))
+    cfg.model.vision_encoder.pretrained = str(tmp_path)
+    cfg.model.vision_encoder.select_feature = select_feature
+    for key, transform in _tokenize_transforms(cfg.to_dict()):
+        if transform.get('num_image_tokens') is not None:
+            node = cfg
+            for part in key.split('.'):
+                node = node[int(part)] if part.isdigit() else node[part]
+            node.num_image_tokens = rows
+    check_settings_agree(cfg)
+    cfg.train_dataloader.dataset.pipeline[3].num_image_tokens = 576
+    with pytest.raises(ValueError) as error:
+        check_settings_agree(cfg)
+    assert str(error.value).startswith(
+        'train_dataloader.dataset.pipeline.3.num_image_tokens is 576, but '
+        f'the tower {tmp_path} gives {rows} feature rows an image')
