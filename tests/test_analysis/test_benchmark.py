@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from mmllava.testing.timeouts import scaled_timeout
+
 TOOL = Path(__file__).parents[2] / 'tools/analysis/benchmark.py'
 BEST = 'mmllava_packed'
 TRAIN_FIGURES = ('train samples/s', 'train supervised tokens/s',
@@ -27,7 +29,7 @@ def quick_run(tmp_path_factory):
     result = subprocess.run(
         [sys.executable, str(TOOL), '--quick', '--threads', '1', '--out',
          str(out), '--work-dir', str(folder / 'work')],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=scaled_timeout(300))
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(out.read_text()), result.stdout
 
@@ -114,7 +116,7 @@ def test_parts_runs_only_the_parts_named(tmp_path):
     result = subprocess.run(
         [sys.executable, str(TOOL), '--quick', '--threads', '1', '--parts',
          'data', '--out', str(out)],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=scaled_timeout(300))
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text())
     assert [item['figure'] for item in results['rows']] == \
@@ -126,7 +128,7 @@ def test_parts_runs_only_the_parts_named(tmp_path):
 def test_parts_refuses_an_unknown_part():
     result = subprocess.run(
         [sys.executable, str(TOOL), '--quick', '--parts', 'data,trianing'],
-        capture_output=True, text=True, timeout=60)
+        capture_output=True, text=True, timeout=scaled_timeout(60))
     assert result.returncode == 2
     assert "unknown parts ['trianing']" in result.stderr
 
@@ -157,7 +159,7 @@ def test_anyres_part_counts_as_transformers(tmp_path):
     result = subprocess.run(
         [sys.executable, str(TOOL), '--quick', '--threads', '1', '--parts',
          'anyres', '--out', str(out)],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=scaled_timeout(300))
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text())
     cost = results['anyres']

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mmengine._strategy import DeepSpeedStrategy
 
+from mmllava.testing.timeouts import scaled_timeout
 import mmllava.compat as compat
 from mmllava.setup_env import register_all_modules
 
@@ -56,7 +57,8 @@ print(json.dumps(dict(
 
 def test_importing_mmllava_patches_nothing_and_set_up_applies_all():
     run = subprocess.run([sys.executable, '-c', PROBE], cwd=REPO,
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True,
+                         timeout=scaled_timeout(600))
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result['changed_by_import'] == []

@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 from mmllava.converters.lora import merge_lora
 from mmllava.converters.official import is_official
 from mmllava.converters.shards import SAFE_INDEX
+from mmllava.testing.timeouts import scaled_timeout
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -103,11 +104,13 @@ def test_cli_merges_and_names_missing_files(lora_run, tmp_path):
     tool = REPO / 'tools/model_converters/merge_lora.py'
     done = subprocess.run(
         [sys.executable, str(tool), str(root / 'lora'), str(root / 'base'),
-         str(tmp_path / 'out')], capture_output=True, text=True, timeout=300)
+         str(tmp_path / 'out')], capture_output=True, text=True,
+         timeout=scaled_timeout(300))
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / 'out' / SAFE_INDEX).is_file()
     failed = subprocess.run(
         [sys.executable, str(tool), str(root / 'base'), str(root / 'base'),
-         str(tmp_path / 'out2')], capture_output=True, text=True, timeout=300)
+         str(tmp_path / 'out2')], capture_output=True, text=True,
+         timeout=scaled_timeout(300))
     assert failed.returncode != 0
     assert 'adapter_config.json' in failed.stdout + failed.stderr

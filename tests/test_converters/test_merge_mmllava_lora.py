@@ -16,6 +16,7 @@ from mmllava.apis import get_model
 from mmllava.constants import IMAGE_TOKEN_INDEX
 from mmllava.converters.llava_hf import convert_mmllava_to_hf
 from mmllava.converters.mmllava_lora import merge_lora_checkpoint
+from mmllava.testing.timeouts import scaled_timeout
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -87,7 +88,8 @@ def test_merge_tool_writes_a_plain_checkpoint_with_the_same_logits(
     out = tmp_path / 'merged'
     result = subprocess.run(
         [sys.executable, str(TOOL), 'lora_cfg.py', 'lora.pth', str(out)],
-        cwd=model_workspace, capture_output=True, text=True, timeout=300,
+        cwd=model_workspace, capture_output=True, text=True,
+        timeout=scaled_timeout(300),
         env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert result.returncode == 0, result.stderr
     assert 'Merged the adapters of 20 layers' in result.stdout  # 16 + 4

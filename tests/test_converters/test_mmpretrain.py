@@ -30,6 +30,7 @@ from mmllava.converters.mmpretrain import (clip_to_vit, read_llm_file,
 from mmllava.converters.shards import SAFE_INDEX
 from mmllava.demo.eval_files import write_eval_files
 from mmllava.demo.synthetic_scenes import generate_demo_dataset
+from mmllava.testing.timeouts import scaled_timeout
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -536,7 +537,8 @@ def test_tools_test_takes_mmpretrains_file(page_files, model_workspace,
          str(work_dir), '--cfg-options', 'test_dataloader.num_workers=0',
          'test_dataloader.persistent_workers=False',
          'model.generation_cfg.max_new_tokens=4'],
-        cwd=model_workspace, capture_output=True, text=True, timeout=600)
+        cwd=model_workspace, capture_output=True, text=True,
+        timeout=scaled_timeout(600))
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     assert (work_dir / 'mmpretrain_converted.pth').is_file()
     assert 'CIDEr' in run.stdout

@@ -19,6 +19,7 @@ import mmengine
 import pytest
 import torch
 
+from mmllava.testing.timeouts import scaled_timeout
 from mmllava.utils.plot import find_scalars_files, load_scalars
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,7 @@ def demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """The folder the demo ran in, and the run."""
     cwd = tmp_path_factory.mktemp('demo_run')
     result = run(cwd, str(REPO / 'tools/run_demo.py'), '--work-dir',
-                 'work_dirs', timeout=1200)
+                 'work_dirs', timeout=scaled_timeout(1200))
     return cwd, result
 
 
@@ -140,7 +141,7 @@ def test_resume_keeps_the_finished_stages(demo):
     checkpoints = sorted((cwd / 'work_dirs').glob('llava-tiny_demo_*/*.pth'))
     before = {path: path.stat().st_mtime_ns for path in checkpoints}
     resumed = run(cwd, str(REPO / 'tools/run_demo.py'), '--work-dir',
-                  'work_dirs', '--resume', timeout=1200)
+                  'work_dirs', '--resume', timeout=scaled_timeout(1200))
     check_exit(resumed)
     assert resumed.stdout.count('finished before, kept (--resume)') == 2
     assert {path: path.stat().st_mtime_ns for path in checkpoints} == before
@@ -161,7 +162,8 @@ def test_stage1_resumes_for_one_more_epoch(demo):
     trained = last_iteration()
     resumed = run(cwd, str(REPO / 'tools/train.py'), str(STAGE1_CONFIG),
                   '--work-dir', str(work_dir), '--resume', '--cfg-options',
-                  f'train_cfg.max_epochs={epochs + 1}', timeout=600)
+                  f'train_cfg.max_epochs={epochs + 1}',
+                  timeout=scaled_timeout(600))
     check_exit(resumed)
     # From the end-of-epoch checkpoint exactly one more epoch is trained.
     assert last_iteration() == trained // epochs * (epochs + 1)

@@ -12,6 +12,7 @@ from mmllava.demo.feature_probe import (IGNORE, demo_scenes, fit_probes,
                                         one_hot_targets, probe_heads,
                                         scene_targets)
 from mmllava.demo.scenes import Scene, SceneObject
+from mmllava.testing.timeouts import scaled_timeout
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,7 +77,7 @@ def test_the_tool_probes_a_tower(tmp_path):
         [sys.executable, 'tools/analysis/probe_vision_features.py',
          '--vision-encoder', str(tower), '--num-train', '200',
          '--num-eval', '50'], cwd=REPO, capture_output=True, text=True,
-        timeout=600)
+        timeout=scaled_timeout(600))
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     header = next(i for i, line in enumerate(lines)

@@ -29,6 +29,7 @@ from mmllava.apis import get_model
 from mmllava.constants import IMAGE_TOKEN_INDEX
 from mmllava.converters.deepspeed_checkpoint import \
     consolidate_deepspeed_checkpoint
+from mmllava.testing.timeouts import scaled_timeout
 from mmllava.utils.plot import find_scalars_file, load_scalars
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,7 +70,7 @@ def start(cwd: Path, work_dir: str, processes: int, epochs: int,
 
 def finish(process: subprocess.Popen) -> str:
     """Wait for a :func:`start` ed run; its output."""
-    output, _ = process.communicate(timeout=TIMEOUT)
+    output, _ = process.communicate(timeout=scaled_timeout(TIMEOUT))
     assert process.returncode == 0, (
         f'{" ".join(process.args)} exited {process.returncode}:\n'
         f'{output[-4000:]}')

@@ -26,6 +26,7 @@ from mmllava.engine.atomic_file_backend import (TEMP_SUFFIX,
                                                 AtomicLocalBackend,
                                                 remove_temp_files)
 from mmllava.registry import HOOKS, MODELS
+from mmllava.testing.timeouts import scaled_timeout
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGINS = REPO / 'tests/test_tools/kill_plugins'
@@ -235,7 +236,8 @@ def train_demo(cwd: Path, config: Path, work_dir: str, *args: str,
                '--work-dir', work_dir, *args, '--cfg-options', *OPTIONS,
                *options]
     return subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=300)
+                          stderr=subprocess.STDOUT, text=True,
+                          timeout=scaled_timeout(300))
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from mmllava.models.packing import (PACKED_SDPA, check_packing_cfg,
                                     pack_batch, packed_sdpa_attention,
                                     plan_rows, use_packed_attention)
 from mmllava.registry import MODELS
+from mmllava.testing.timeouts import scaled_timeout
 from mmllava.utils.plot import find_scalars_file, load_scalars
 
 IMG = IMAGE_TOKEN_INDEX
@@ -436,7 +437,7 @@ def test_train_with_packing(demo_workspace):
         [sys.executable, str(REPO / 'tools/train.py'), str(STAGE2_CONFIG),
          '--work-dir', str(work_dir), '--cfg-options', *options],
         cwd=demo_workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, timeout=300)
+        text=True, timeout=scaled_timeout(300))
     assert run.returncode == 0, run.stdout[-4000:]
     iters, losses = load_scalars(find_scalars_file(work_dir))
     assert iters == [1, 2]

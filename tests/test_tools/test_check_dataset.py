@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from mmllava.testing.timeouts import scaled_timeout
+
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / 'tools/data/check_dataset.py'
 
@@ -107,7 +109,7 @@ def test_as_a_command(workspace):
         [sys.executable, str(TOOL), 'broken.jsonl', '--image-folder',
          'images'], cwd=workspace, env=dict(os.environ),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        timeout=120)
+        timeout=scaled_timeout(120))
     assert run.returncode == 1, run.stdout
     # Without a tokenizer, lengths are not checked.
     assert '5 records, 3 bad, 3 problems' in run.stdout

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mmllava.testing.timeouts import scaled_timeout
+
 REPO = Path(__file__).resolve().parents[2]
 STAGE1_CONFIG = REPO / 'configs/llava/llava-tiny_demo_pretrain.py'
 VQA_CONFIG = REPO / 'configs/llava/llava-tiny_demo_vqa.py'
@@ -27,7 +29,7 @@ def run_tool(cwd: Path, tool: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / 'tools' / tool), *args],
                           cwd=cwd, env=dict(os.environ),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=TIMEOUT)
+                          text=True, timeout=scaled_timeout(TIMEOUT))
 
 
 def train(cwd: Path, work_dir: str, max_epochs: int, *args: str):

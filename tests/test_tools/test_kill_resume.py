@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mmllava.testing.timeouts import scaled_timeout
+
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = REPO / 'tools/train.py'
@@ -84,7 +86,7 @@ def start(cwd: Path, config: Path, work_dir: str, *args: str,
 def finish(cwd: Path, process: subprocess.Popen, work_dir: str,
            returncode: int = 0) -> str:
     """Wait for ``process``; check its exit status; return its output."""
-    process.wait(timeout=TIMEOUT)
+    process.wait(timeout=scaled_timeout(TIMEOUT))
     output = (cwd / f'{work_dir}.log').read_text()
     assert process.returncode == returncode, (
         f'{work_dir}: exit status {process.returncode}, expected '

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from mmllava.testing.timeouts import scaled_timeout
+
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN = REPO / 'tools/train.py'
@@ -51,7 +53,8 @@ def train(cwd: Path, config: Path, work_dir: str, *args: str) -> str:
     command = [sys.executable, str(TRAIN), str(config), '--work-dir',
                work_dir, *args, '--cfg-options', *OPTIONS]
     run = subprocess.run(command, cwd=cwd, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, timeout=300,
+                         stderr=subprocess.STDOUT, text=True,
+                         timeout=scaled_timeout(300),
                          env=dict(os.environ, OMP_NUM_THREADS='1',
                                   MKL_NUM_THREADS='1'))
     assert run.returncode == 0, f'{work_dir}:\n{run.stdout[-4000:]}'

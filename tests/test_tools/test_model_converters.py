@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from transformers import LlavaForConditionalGeneration
 
 from mmllava.converters.shards import SAFE_INDEX, iter_shards
+from mmllava.testing.timeouts import scaled_timeout
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / 'tools/model_converters'
@@ -21,7 +22,7 @@ NAME = 'llava-tiny_demo_vqa'
 def tool(name: str, *args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(TOOLS / f'{name}.py'), *map(str, args)],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
+        cwd=cwd, capture_output=True, text=True, timeout=scaled_timeout(300),
         env=dict(os.environ, OMP_NUM_THREADS='1'))
 
 

@@ -14,6 +14,8 @@ import pytest
 from PIL import Image
 from skimage import data as photos
 
+from mmllava.testing.timeouts import scaled_timeout
+
 REPO = Path(__file__).resolve().parents[2]
 TEST = REPO / 'tools/test.py'
 VQA_CONFIG = REPO / 'configs/llava/llava-tiny_demo_vqa.py'
@@ -69,7 +71,7 @@ def run_test(cwd: Path, config: Path, checkpoint: str, work_dir: str,
         command += ['--cfg-options', *options]
     result = subprocess.run(command, cwd=cwd, env=dict(os.environ),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, timeout=TIMEOUT)
+                            text=True, timeout=scaled_timeout(TIMEOUT))
     assert result.returncode == 0, (f'{" ".join(command)} exited '
                                     f'{result.returncode}:\n'
                                     f'{result.stdout[-4000:]}')

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mmllava.testing.timeouts import scaled_timeout
+
 
 REPO = Path(__file__).resolve().parents[2]
 TEST = REPO / 'tools/test.py'
@@ -44,7 +46,7 @@ def run_test(cwd: Path, checkpoint: str, work_dir: str, *options: str,
         filter(None, [str(PLUGINS), env.get('PYTHONPATH')]))
     return subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True,
-                          timeout=TIMEOUT)
+                          timeout=scaled_timeout(TIMEOUT))
 
 
 def succeeded(run: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mmllava.testing.timeouts import scaled_timeout
 from mmllava.utils.plot import find_scalars_file, load_scalars
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,7 +51,7 @@ def train(cwd: Path, config: Path, work_dir: str, *args: str,
                work_dir, *args, '--cfg-options', *OPTIONS, *options]
     return subprocess.run(command, cwd=cwd, env=dict(os.environ),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=TIMEOUT)
+                          text=True, timeout=scaled_timeout(TIMEOUT))
 
 
 def check_exit(run: subprocess.CompletedProcess) -> None:

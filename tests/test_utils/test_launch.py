@@ -4,6 +4,7 @@ import sys
 
 import torch.distributed as dist
 
+from mmllava.testing.timeouts import scaled_timeout
 from mmllava.utils.launch import close_process_groups
 
 #: Run by torchrun on each rank: a default and a second group, then closed.
@@ -25,7 +26,7 @@ def test_every_rank_leaves_with_its_groups_destroyed(tmp_path):
         [sys.executable, '-m', 'torch.distributed.run', '--standalone',
          '--nproc_per_node=2', str(script)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        timeout=120)
+        timeout=scaled_timeout(120))
     assert result.returncode == 0, result.stdout[-4000:]
     for rank in range(2):
         assert f'rank {rank} initialized after closing: False' \

@@ -12,6 +12,7 @@ import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import load_checkpoint
 
+from mmllava.testing.timeouts import scaled_timeout
 from mmllava.utils.runner_args import add_runner_args, parse_runner_args
 from mmllava.utils.safe_load import (ALLOW_UNSAFE_PICKLE_ENV,
                                      UnreadableCheckpointError,
@@ -126,7 +127,7 @@ def test_converter_refuses_in_one_line(hostile, tmp_path):
          str(REPO / 'tools/model_converters/mmllava_to_official.py'),
          'llava-tiny_demo_vqa', str(path), str(tmp_path / 'out'),
          '--projector-only'],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO, capture_output=True, text=True, timeout=scaled_timeout(120),
         env={key: value for key, value in os.environ.items()
              if key != ALLOW_UNSAFE_PICKLE_ENV})
     assert run.returncode == 1, run.stderr[-2000:]

@@ -1,0 +1,1 @@
+"""Support for mmllava's tests: what they share beyond fixtures."""
