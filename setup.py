@@ -31,6 +31,7 @@ setup(
     extras_require={
         'demo': read_requirements('demo.txt'),
         'deepspeed': read_requirements('deepspeed.txt'),
+        'logging': read_requirements('logging.txt'),
         'tests': read_requirements('tests.txt'),
     },
 )

@@ -4,8 +4,8 @@
         [--resume [CKPT]] [--amp [--amp-dtype bfloat16|float16]]
         [--strategy deepspeed_zero2|deepspeed_zero3|deepspeed_zero3_offload
                     |fsdp|STRATEGY_CONFIG]
-        [--cfg-options key=value ...] [--allow-partial-load]
-        [--launcher none|pytorch|slurm|mpi]
+        [--vis-backend tensorboard|wandb] [--cfg-options key=value ...]
+        [--allow-partial-load] [--launcher none|pytorch|slurm|mpi]
 
 Without ``--strategy`` mmengine's Runner trains (one process, or DDP under
 a launcher); with one, its FlexibleRunner does (see docs/distributed.md).
@@ -43,6 +43,11 @@ def parse_args() -> argparse.Namespace:
         help='train through mmengine\'s FlexibleRunner with this strategy: '
         'a file name from configs/llava/_base_/strategies (e.g. '
         'deepspeed_zero2) or a config file that sets `strategy`')
+    parser.add_argument(
+        '--vis-backend', action='append', default=[],
+        choices=['tensorboard', 'wandb'],
+        help='also log scalars to TensorBoard (WORK_DIR/<time>/vis_data) '
+        'or Weights & Biases; may be given twice')
     add_runner_args(parser, 'where logs and checkpoints go',
                     'train_dataloader.batch_size=4')
     args = parse_runner_args(parser)
@@ -77,6 +82,7 @@ def main() -> None:
     from mmllava.setup_env import register_all_modules
     from mmllava.utils.launch import (adapt_to_machine, apply_amp,
                                       apply_runner_args, apply_strategy,
+                                      apply_vis_backends,
                                       close_process_groups)
 
     def warn(message: str) -> None:
@@ -88,6 +94,7 @@ def main() -> None:
         cfg.merge_from_dict(
             Config.fromfile(str(strategy_file(args.strategy))).to_dict())
     cfg = apply_runner_args(cfg, args)
+    cfg = apply_vis_backends(cfg, args.vis_backend)
     if args.amp:
         cfg = apply_amp(cfg, args.amp_dtype)
     cfg = apply_strategy(cfg)

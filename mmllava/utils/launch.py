@@ -3,6 +3,7 @@ options, settings that depend on the machine the run starts on, and how a
 recipe is run under mixed precision or a sharding strategy (DeepSpeed,
 FSDP)."""
 import argparse
+import importlib.util
 import os.path as osp
 from typing import Optional
 
@@ -59,6 +60,36 @@ def apply_runner_args(cfg: Config, args: argparse.Namespace) -> Config:
     cfg.default_hooks = hooks
     warn_unknown_top_level_keys(cfg)
     check_settings_agree(cfg)
+    return cfg
+
+
+#: ``--vis-backend`` names, mmengine's backends, and the package each needs.
+VIS_BACKENDS = dict(tensorboard=('TensorboardVisBackend', 'tensorboard'),
+                    wandb=('WandbVisBackend', 'wandb'))
+
+
+def apply_vis_backends(cfg: Config, names: list[str]) -> Config:
+    """Log the run's scalars to TensorBoard or Weights & Biases too
+    (``--vis-backend``), beside the local ``vis_data/scalars.json``.
+
+    Raises:
+        ImportError: The backend's package is not installed, naming how to
+            install it.
+    """
+    visualizer = cfg.setdefault('visualizer', dict(type='Visualizer'))
+    backends = list(visualizer.get('vis_backends') or
+                    [dict(type='LocalVisBackend')])
+    for name in names:
+        backend, package = VIS_BACKENDS[name]
+        if importlib.util.find_spec(package) is None:
+            raise ImportError(
+                f'--vis-backend {name} needs the {package} package: pip '
+                f'install {package}'
+                + (' (or pip install -e ".[logging]")'
+                   if name == 'tensorboard' else ''))
+        backends.append(dict(type=backend))
+    visualizer['vis_backends'] = backends
+    cfg.visualizer = visualizer
     return cfg
 
 
