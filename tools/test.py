@@ -70,7 +70,7 @@ def answer_writer(cfg, out_file: str) -> dict:
 
 def merge_args(cfg, args: argparse.Namespace):
     """``cfg`` (an mmengine ``Config``) set up for this test run."""
-    from mmllava.apis.get_model import runner_checkpoint
+    from mmllava.converters.layouts import runner_checkpoint
     from mmllava.datasets.transforms import blind_pipeline
     from mmllava.utils.launch import adapt_to_machine, apply_runner_args
     cfg = apply_runner_args(cfg, args)

@@ -7,7 +7,7 @@ from mmengine.config import Config
 
 from mmllava.apis.generation import ImageInput, generate
 from mmllava.apis.get_model import get_model
-from mmllava.apis.model_index import TASKS
+from mmllava.model_index import TASKS
 from mmllava.constants import IMAGE_PLACEHOLDER
 
 #: The key of the result of each task.

@@ -54,6 +54,7 @@ from mmllava.converters.native import (LLM_PREFIX, NEWLINE_KEY,
                                        split_parts, write_mmllava_folders)
 from mmllava.converters.shards import (DEFAULT_SHARD_SIZE, Log, ShardWriter,
                                        iter_shards)
+from mmllava.model_index import load_config
 from mmllava.templates_chatml import CHATML_TEMPLATES, SYSTEM_FRAME
 
 IMAGE_TOKEN = '<image>'
@@ -324,7 +325,6 @@ def convert_mmllava_to_hf(config, checkpoint: Optional[str], out_dir: str,
     """An mmllava config and checkpoint (``.pth``, work dir or folder of
     mmllava-key shards; None: the folders the config loads from) to a
     llava-hf folder, without building the model."""
-    from mmllava.apis.get_model import load_config
     cfg = load_config(config)
     return write_llava_hf(spec_from_config(cfg), read_weights(cfg, checkpoint),
                           out_dir, max_shard_size, log)

@@ -20,8 +20,11 @@ from typing import Optional, Union
 import torch
 from mmengine.config import Config
 
+from mmllava.converters.layouts import load_pretrained
 from mmllava.converters.shards import Log
+from mmllava.model_index import load_config
 from mmllava.models.lora import merge_lora_weights
+from mmllava.registry import MODELS
 
 MERGED_CHECKPOINT = 'model.pth'
 MERGED_CONFIG = 'config.py'
@@ -43,15 +46,17 @@ def merge_lora_checkpoint(config: Union[str, Config], checkpoint: str,
     Returns:
         tuple[str, str]: The written checkpoint and config.
     """
-    # Imported here: the apis import the converters.
-    from mmllava.apis.get_model import get_model, load_config
     log = log or (lambda line: None)
     cfg = load_config(config)
     if not cfg.get('model', {}).get('lora'):
         raise ValueError(f'The config {cfg.filename} sets no model.lora: '
                          'its checkpoints hold no adapters to merge.')
     log(f'Building the LoRA model and loading {checkpoint}')
-    model = get_model(cfg, pretrained=checkpoint, device='cpu')
+    # The checkpoint holds the projector: no stage-1 file is read.
+    model_cfg = cfg.model.copy()
+    model_cfg.pop('projector_pretrained', None)
+    model = MODELS.build(model_cfg)
+    load_pretrained(model, checkpoint)
     count = merge_lora_weights(model)
     log(f'Merged the adapters of {count} layers')
     cfg.model.pop('lora')

@@ -40,6 +40,7 @@ from mmllava.converters.shards import (DEFAULT_SHARD_SIZE, TOKENIZER_FILES,
                                        Log, ShardWriter, copy_files,
                                        file_keys, iter_shards,
                                        checkpoint_files, load_file_tensors)
+from mmllava.model_index import load_config
 
 OFFICIAL_PROJECTOR = 'model.mm_projector.'
 OFFICIAL_TOWER = 'model.vision_tower.vision_tower.vision_model.'
@@ -303,7 +304,6 @@ def convert_mmllava_to_official(config, checkpoint: Optional[str],
                                 log: Optional[Log] = None) -> str:
     """An mmllava config and checkpoint (None: the folders the config
     loads from) to an official LLaVA folder."""
-    from mmllava.apis.get_model import load_config
     cfg = load_config(config)
     spec = spec_from_config(cfg)
     return write_official(spec, read_weights(cfg, checkpoint), out_dir,

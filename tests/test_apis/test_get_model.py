@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 
 from mmllava.apis import get_model, load_pretrained
-from mmllava.apis.model_index import find_model
+from mmllava.model_index import find_model
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

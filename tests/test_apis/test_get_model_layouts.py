@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmllava.apis import get_model
-from mmllava.apis.get_model import detect_layout
+from mmllava.converters.layouts import detect_layout
 from mmllava.converters.llava_hf import convert_mmllava_to_hf
 from mmllava.converters.official import convert_mmllava_to_official
 

@@ -18,7 +18,7 @@ from transformers import (AutoProcessor, LlavaForConditionalGeneration,
                           LlavaConfig)
 
 from mmllava.apis.generation import build_test_pipeline
-from mmllava.apis.get_model import detect_layout, load_pretrained
+from mmllava.converters.layouts import detect_layout, load_pretrained
 from mmllava.converters.llava_hf import (convert_hf_to_mmllava,
                                          export_model, load_into_model,
                                          read_shards)

@@ -14,7 +14,7 @@ from transformers import (AutoProcessor, LlavaNextConfig,
                           LlavaNextForConditionalGeneration)
 
 from mmllava.apis.generation import build_test_pipeline
-from mmllava.apis.get_model import detect_layout, load_pretrained
+from mmllava.converters.layouts import detect_layout, load_pretrained
 from mmllava.converters.llava_hf import convert_hf_to_mmllava, export_model
 from mmllava.registry import MODELS
 from mmllava.serving.engine import GenerationEngine

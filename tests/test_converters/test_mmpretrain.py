@@ -21,15 +21,15 @@ from safetensors.torch import save_file
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from mmllava.apis import get_model, inference_model
-from mmllava.apis.get_model import (detect_layout, load_config,
-                                    runner_checkpoint)
 from mmllava.converters.delta import apply_delta
+from mmllava.converters.layouts import detect_layout, runner_checkpoint
 from mmllava.converters.mmpretrain import (clip_to_vit, read_llm_file,
                                            read_tower, to_mmllava_state,
                                            vit_to_clip)
 from mmllava.converters.shards import SAFE_INDEX
 from mmllava.demo.eval_files import write_eval_files
 from mmllava.demo.synthetic_scenes import generate_demo_dataset
+from mmllava.model_index import load_config
 from mmllava.testing.timeouts import scaled_timeout
 
 pytestmark = pytest.mark.usefixtures('one_thread')

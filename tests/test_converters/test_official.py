@@ -14,7 +14,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel, LlavaConfig, \
     LlavaForConditionalGeneration
 
 from mmllava.apis import get_model
-from mmllava.apis.get_model import detect_layout
+from mmllava.converters.layouts import detect_layout
 from mmllava.converters.llava_hf import convert_mmllava_to_hf
 from mmllava.converters.official import (convert_official_to_mmllava,
                                          load_into_model, read_projector_bin,

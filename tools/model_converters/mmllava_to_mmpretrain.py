@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from mmllava.apis.get_model import load_config
+from mmllava.model_index import load_config
 from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.mmpretrain import to_mmpretrain_states
 from mmllava.converters.native import read_weights

@@ -9,7 +9,7 @@ mm_projector.bin.
 """
 import argparse
 
-from mmllava.apis.get_model import load_config
+from mmllava.model_index import load_config
 from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.native import read_weights
 from mmllava.converters.official import (convert_mmllava_to_official,

@@ -1,12 +1,16 @@
 """The model index: recipe names, their configs and tasks, read from the
-metafiles (mmpretrain's model-index layout)."""
+metafiles (mmpretrain's model-index layout), and the config of a name, a
+file or a Config (:func:`load_config`)."""
+import copy
 import difflib
 import fnmatch
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import yaml
+from mmengine.config import Config
 
 import mmllava
 
@@ -123,3 +127,23 @@ def find_model(name: str) -> ModelInfo:
         else f'Known models: {sorted(index)}.'
     raise ValueError(f'Unknown model {name!r}. {hint} (list_models() gives '
                      'all names; a config file path works too.)')
+
+
+def load_config(model: Union[str, PathLike, Config]) -> Config:
+    """A copy of ``model`` if it is a Config, else the config of a file
+    (``.py``) or of a model-index name."""
+    if isinstance(model, Config):
+        return copy.deepcopy(model)
+    if not isinstance(model, (str, PathLike)):
+        raise TypeError('model must be a model name, a config path or a '
+                        f'Config, got {type(model).__name__}.')
+    path = Path(model)
+    if path.suffix != '.py':
+        info = find_model(str(model))
+        path = Path(info.config)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f'Model {info.name!r}: its config {path} does not exist.')
+    elif not path.is_file():
+        raise FileNotFoundError(f'Config file not found: {path}')
+    return Config.fromfile(str(path))

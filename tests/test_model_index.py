@@ -1,14 +1,14 @@
-"""``mmllava/apis/model_index.py``: the metafile's names, tasks and configs."""
+"""``mmllava/model_index.py``: the metafile's names, tasks and configs."""
 from pathlib import Path
 
 import pytest
 import yaml
 from mmengine.config import Config
 
-from mmllava.apis.model_index import (TASKS, find_model, list_models,
-                                      load_model_index, read_metafile)
+from mmllava.model_index import (TASKS, find_model, list_models,
+                                 load_model_index, read_metafile)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CAPTION_MODELS = ['llava-1.5-7b_caption', 'llava-7b-v1_caption',
                   'llava-tiny_demo_caption']
 VQA_MODELS = ['llava-1.5-7b_gqa', 'llava-1.5-7b_mme', 'llava-1.5-7b_pope',
