@@ -1,6 +1,7 @@
-"""Chat templates as data, and the one routine that renders and tokenizes them.
+"""The one routine that renders and tokenizes conversations with a chat
+template (the templates are data, in :mod:`mmllava.templates`).
 
-A template says how turns become text. :func:`tokenize_conversation` renders a
+:func:`tokenize_conversation` renders a
 conversation turn by turn, remembers which characters belong to supervised
 text, tokenizes the rendered prompt the way the official LLaVA code does
 (``tokenizer_image_token``: the prompt split at each ``<image>``, every chunk
@@ -14,7 +15,7 @@ message (``</s>``, ``<|im_end|>``) stays text, unless
 is text, as in the official code.
 """
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -22,97 +23,9 @@ from mmllava.constants import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX
 from mmllava.content_specials import (encode_keeping_text,
                                       holds_special_string, keeps_text,
                                       special_string_spans)
-
-#: Roles as they are spelled in LLaVA json records.
-HUMAN, GPT = 'human', 'gpt'
-
-
-@dataclass(frozen=True)
-class ChatTemplate:
-    """How a conversation becomes a prompt.
-
-    Args:
-        name (str): The name configs refer to.
-        system (str): Text that opens every prompt, separator included.
-        user (str): A user turn; ``{content}`` (once, the only field)
-            stands for the message. A format without ``{content}`` drops the
-            message (``plain`` keeps only the image).
-        assistant_prefix (str): The unsupervised text that opens an assistant
-            turn. A generation prompt ends with it.
-        assistant (str): The supervised rest of an assistant turn;
-            ``{content}`` stands for the answer.
-        stop (str): Text at which generation stops.
-        single_turn_with_image (bool): Whether a conversation must be one
-            image-bearing question and one answer (``plain``).
-        tokenize_training (Callable, optional): Tokenizes training
-            conversations in place of :func:`tokenize_segments`, taking
-            :func:`tokenize_conversation`'s arguments (by keyword from
-            ``sample_id`` on), where the official
-            preprocessing tokenizes and labels turn by turn (ChatML, see
-            :mod:`mmllava.templates_chatml`). Defaults to None.
-    """
-
-    name: str
-    system: str
-    user: str
-    assistant_prefix: str
-    assistant: str
-    stop: str
-    single_turn_with_image: bool = False
-    tokenize_training: Optional[Callable] = None
-
-
-VICUNA_SYSTEM = ('A chat between a curious user and an artificial '
-                 'intelligence assistant. The assistant gives helpful, '
-                 "detailed, and polite answers to the user's questions.")
-LLAVA_SYSTEM = ('A chat between a curious human and an artificial '
-                'intelligence assistant. The assistant gives helpful, '
-                "detailed, and polite answers to the human's questions.")
-
-TEMPLATES = {
-    template.name: template
-    for template in [
-        # Stage 1 (feature alignment): the image, then the caption.
-        ChatTemplate(
-            name='plain', system='', user=IMAGE_PLACEHOLDER,
-            assistant_prefix='', assistant='{content}\n', stop='\n',
-            single_turn_with_image=True),
-        # Stage 2 (instruction tuning) of LLaVA-1.5 and LLaVA v1.
-        ChatTemplate(
-            name='vicuna_v1', system=VICUNA_SYSTEM + ' ',
-            user='USER: {content} ', assistant_prefix='ASSISTANT:',
-            assistant=' {content}</s>', stop='</s>'),
-        ChatTemplate(
-            name='llava_v1', system=LLAVA_SYSTEM + ' ',
-            user='USER: {content} ', assistant_prefix='ASSISTANT:',
-            assistant=' {content}</s>', stop='</s>'),
-    ]
-}
-
-
-def get_template(name: str) -> ChatTemplate:
-    """Return the template called ``name``; unknown names fail loudly."""
-    if name not in TEMPLATES:
-        raise KeyError(f'Unknown chat template {name!r}; known templates: '
-                       f'{sorted(TEMPLATES)}')
-    return TEMPLATES[name]
-
-
-def cut_at_stop(text: str, stop: str) -> str:
-    """Generated text up to a template's ``stop`` text, stripped."""
-    return text.lstrip().split(stop)[0].strip()
-
-
-def move_image_to_front(message: str) -> str:
-    """Put a message's image placeholder first, as ``<image>\\n``.
-
-    This is the official ``preprocess_multimodal``: every ``<image>`` is
-    removed from the message and one is placed at its front.
-    """
-    if IMAGE_PLACEHOLDER not in message:
-        return message
-    text = message.replace(IMAGE_PLACEHOLDER, '').strip()
-    return (IMAGE_PLACEHOLDER + '\n' + text).strip()
+from mmllava.conversation_chatml import tokenize_chatml_training
+from mmllava.templates import HUMAN, ChatTemplate
+from mmllava.templates.turns import checked_turns, move_image_to_front
 
 
 @dataclass
@@ -140,59 +53,6 @@ def _fill(template_text: str, message: str, supervised: bool) -> Segment:
         return Segment(template_text, supervised)
     return Segment(before + message + after, supervised,
                    (len(before), len(before) + len(message)))
-
-
-def checked_turns(conversations: Sequence[dict],
-                  template: ChatTemplate,
-                  has_image: bool,
-                  add_generation_prompt: bool = False,
-                  sample_id: object = None) -> list[dict]:
-    """The turns a template renders, checked: a leading assistant turn
-    dropped, then human and gpt alternating, each a non-empty string, and in
-    a record with an image ``<image>`` only in human turns (in a record
-    without one it is text, as in the official code).
-
-    Args:
-        conversations (Sequence[dict]): The record's turns.
-        template (ChatTemplate): The template (``plain`` takes one image
-            question and its answer).
-        has_image (bool): Whether the record has an image.
-        add_generation_prompt (bool): Whether the turns end with the
-            question to answer. Defaults to False.
-        sample_id: Named in errors.
-
-    Raises:
-        ValueError: Naming the sample and the turn that breaks a rule.
-    """
-    turns = list(conversations)
-    # The official preprocessing drops a leading assistant turn.
-    if turns and turns[0].get('from') == GPT:
-        turns = turns[1:]
-    for index, turn in enumerate(turns):
-        expected = HUMAN if index % 2 == 0 else GPT
-        if turn.get('from') != expected:
-            raise ValueError(
-                f'Sample {sample_id!r}: turn {index} is from '
-                f'{turn.get("from")!r}, expected {expected!r} (turns must '
-                'alternate human, gpt).')
-        if not isinstance(turn.get('value'), str):
-            raise ValueError(f'Sample {sample_id!r}: turn {index} has no '
-                             'string "value".')
-        if not turn['value']:
-            raise ValueError(f'Sample {sample_id!r}: turn {index} is empty.')
-        if has_image and turn['from'] == GPT and \
-                IMAGE_PLACEHOLDER in turn['value']:
-            raise ValueError(f'Sample {sample_id!r}: turn {index} holds '
-                             f'{IMAGE_PLACEHOLDER} in an answer.')
-    if template.single_turn_with_image:
-        num_turns = 1 if add_generation_prompt else 2
-        if not has_image or len(turns) != num_turns or \
-                IMAGE_PLACEHOLDER not in turns[0]['value']:
-            raise ValueError(
-                f'Sample {sample_id!r}: template {template.name!r} needs one '
-                f'image and a human turn with {IMAGE_PLACEHOLDER}, then one answer '
-                f'(got {len(turns)} turns, image={has_image}).')
-    return turns
 
 
 def render_conversation(conversations: Sequence[dict],
@@ -355,8 +215,8 @@ def tokenize_conversation(conversations: Sequence[dict],
     Returns:
         tuple[list[int], list[int]]: ``input_ids`` and ``labels``.
     """
-    if template.tokenize_training is not None:
-        return template.tokenize_training(
+    if template.turn_by_turn:
+        return tokenize_chatml_training(
             conversations, template, tokenizer, has_image,
             sample_id=sample_id,
             special_tokens_in_content=special_tokens_in_content)
@@ -384,6 +244,3 @@ def build_generation_prompt(conversations: Sequence[dict],
     return tokenize_segments(segments, tokenizer, has_image,
                              special_tokens_in_content, sample_id)[0]
 
-
-# ChatML (qwen_1_5) builds on the definitions above and registers itself.
-import mmllava.templates_chatml  # noqa: E402,F401

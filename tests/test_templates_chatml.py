@@ -1,4 +1,5 @@
-"""``mmllava/templates_chatml.py`` (``qwen_1_5``) against LLaVA-NeXT.
+"""``mmllava/templates/chatml.py`` and ``mmllava/conversation_chatml.py``
+(``qwen_1_5``) against LLaVA-NeXT.
 
 The references below restate, without importing anything from ``mmllava``,
 what LLaVA-NeXT does for ``--version qwen_1_5``:
@@ -22,11 +23,12 @@ from transformers import AutoTokenizer
 
 from mmllava.content_specials import (encode_keeping_text,
                                       special_string_spans)
-from mmllava.conversation import (build_generation_prompt, get_template,
-                                  render_conversation, tokenize_conversation)
+from mmllava.conversation import (build_generation_prompt, render_conversation,
+                                  tokenize_conversation)
 from mmllava.converters.llava_hf import chat_template
 from mmllava.datasets.transforms.tokenize import TokenizeConversation
 from mmllava.demo.qwen_tokenizer import write_qwen_tokenizer
+from mmllava.templates import get_template
 
 REF_IGNORE_INDEX = -100
 REF_IMAGE_TOKEN_INDEX = -200

@@ -7,7 +7,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from mmllava.apis.generation import ImageInput, generate
 from mmllava.constants import IMAGE_PLACEHOLDER
-from mmllava.conversation import cut_at_stop
+from mmllava.templates import cut_at_stop
 
 
 class AnswerStreamer(BaseStreamer):

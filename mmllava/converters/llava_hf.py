@@ -42,7 +42,6 @@ from typing import Iterator, Optional
 
 import torch
 
-from mmllava.conversation import get_template
 from mmllava.converters import llava_next_hf
 from mmllava.converters.native import (LLM_PREFIX, NEWLINE_KEY,
                                        PROJECTOR_PREFIX,
@@ -55,7 +54,8 @@ from mmllava.converters.native import (LLM_PREFIX, NEWLINE_KEY,
 from mmllava.converters.shards import (DEFAULT_SHARD_SIZE, Log, ShardWriter,
                                        iter_shards)
 from mmllava.model_index import load_config
-from mmllava.templates_chatml import CHATML_TEMPLATES, SYSTEM_FRAME
+from mmllava.templates import get_template
+from mmllava.templates import CHATML_TEMPLATES, SYSTEM_FRAME
 
 IMAGE_TOKEN = '<image>'
 PAD_TOKEN = '<pad>'

@@ -33,12 +33,12 @@ from typing import Callable, Optional, Sequence
 from PIL import Image
 
 from mmllava.constants import IMAGE_PLACEHOLDER
-from mmllava.conversation import GPT, HUMAN
 from mmllava.datagen.client import ChatClient, ChatError, Usage
 from mmllava.datagen.output import AppendOnlyJsonl
 from mmllava.datagen.pool import run_pool
 from mmllava.datagen.runner import FATAL_STATUSES
 from mmllava.datasets.checks import check_image
+from mmllava.templates import GPT, HUMAN
 
 #: Files a folder listing picks up (compared lower-case).
 IMAGE_EXTENSIONS = frozenset(

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence, TypeVar
 
 from mmllava.constants import IMAGE_PLACEHOLDER
-from mmllava.conversation import GPT, HUMAN
 from mmllava.datagen.client import ChatClient, ChatError, Usage
 from mmllava.datagen.context import ImageContext, format_context
 from mmllava.datagen.output import AppendOnlyJsonl
@@ -19,6 +18,7 @@ from mmllava.datagen.parsing import TYPES, ParseError, parse_reply
 from mmllava.datagen.pool import run_pool
 from mmllava.datagen.prompts import (DETAIL_INSTRUCTIONS, FewShotExample,
                                      build_messages)
+from mmllava.templates import GPT, HUMAN
 
 Parsed = TypeVar('Parsed')
 

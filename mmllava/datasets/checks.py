@@ -23,10 +23,11 @@ from PIL import Image, UnidentifiedImageError
 
 from mmllava.constants import (IGNORE_INDEX, IMAGE_PLACEHOLDER,
                                IMAGE_TOKEN_INDEX)
-from mmllava.conversation import (GPT, HUMAN, ChatTemplate,
-                                  move_image_to_front, tokenize_conversation)
+from mmllava.conversation import tokenize_conversation
 from mmllava.datasets.records import check_record, read_records
 from mmllava.datasets.transforms.tokenize import truncate_to_length
+from mmllava.templates import GPT, HUMAN, ChatTemplate
+from mmllava.templates.turns import move_image_to_front
 
 #: Every problem code, in report order, with what it means.
 REASONS = {

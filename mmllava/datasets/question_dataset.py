@@ -5,10 +5,10 @@ from typing import Optional, Sequence
 from mmengine.dataset import BaseDataset
 
 from mmllava.constants import IMAGE_PLACEHOLDER
-from mmllava.conversation import HUMAN
 from mmllava.datasets.ground_truth import read_ground_truth
 from mmllava.datasets.records import read_records
 from mmllava.registry import DATASETS, TRANSFORMS
+from mmllava.templates import HUMAN
 
 #: Ground-truth fields a question record may carry, and their types.
 RECORD_GROUND_TRUTH = dict(answers=list, answer=str, label=str,

@@ -2,7 +2,7 @@
 import json
 import os.path as osp
 
-from mmllava.conversation import GPT, HUMAN
+from mmllava.templates import GPT, HUMAN
 
 
 def read_json(path: str, what: str = 'File') -> object:

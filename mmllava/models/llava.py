@@ -12,7 +12,6 @@ from safetensors.torch import load_file
 from torch import nn
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
-from mmllava.conversation import cut_at_stop, get_template
 from mmllava.models.anyres import (MERGE_TYPES, Size, check_pinpoints,
                                    count_image_tokens, merge_tile_features,
                                    num_tiles)
@@ -23,6 +22,7 @@ from mmllava.models.packing import (check_packing_cfg, pack_batch,
 from mmllava.models.projectors import build_projector
 from mmllava.models.tokenizer import build_tokenizer
 from mmllava.registry import MODELS
+from mmllava.templates import cut_at_stop, get_template
 from mmllava.utils.files import resolve_checkpoint
 from mmllava.utils.parameters import full_numel
 from mmllava.utils.safe_load import load_torch_file

@@ -4,9 +4,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from mmllava.constants import IMAGE_PLACEHOLDER
-from mmllava.conversation import GPT, HUMAN
 from mmllava.serving.errors import APIError
 from mmllava.serving.schema import ImagePart, Message
+from mmllava.templates import GPT, HUMAN
 
 ROLES = {'user': HUMAN, 'assistant': GPT}
 

@@ -7,7 +7,6 @@ from collections import Counter
 
 import pytest
 
-from mmllava.conversation import get_template
 from mmllava.datagen.client import ChatClient, ChatError
 from mmllava.datagen.context import format_context, load_simple_contexts
 from mmllava.datagen.output import AppendOnlyJsonl
@@ -18,6 +17,7 @@ from mmllava.datagen.replay_server import (ReplayServer, Reply, Status,
 from mmllava.datagen.runner import generate_instructions, plan_image
 from mmllava.datasets.checks import check_data_file
 from mmllava.datasets.llava_dataset import LLaVADataset
+from mmllava.templates import get_template
 
 KEY_ENV = 'MMLLAVA_TEST_API_KEY'
 

@@ -13,11 +13,12 @@ from transformers import (LlavaNextImageProcessorPil, LlavaNextProcessor,
                           SiglipImageProcessorPil)
 
 from mmllava.constants import IMAGE_TOKEN_INDEX
-from mmllava.conversation import get_template, tokenize_conversation
+from mmllava.conversation import tokenize_conversation
 from mmllava.datasets.transforms import (AnyResImage, PackLLaVAInputs,
                                          TokenizeConversation)
 from mmllava.models.anyres import grid_shape
 from mmllava.registry import MODELS
+from mmllava.templates import get_template
 
 TILE, PATCH = 48, 8
 #: (height, width): 1x2, 2x1, 2x2, 1x3 and 3x1 grids of 48-pixel tiles.

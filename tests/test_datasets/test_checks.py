@@ -12,10 +12,11 @@ import pytest
 from PIL import Image
 from skimage import data as photos
 
-from mmllava.conversation import get_template, move_image_to_front
 from mmllava.datasets.checks import (FILE_FAULT_HINTS, REASONS, WARNINGS,
                                      Problem, Report, check_data_file,
                                      check_image, load_records)
+from mmllava.templates import get_template
+from mmllava.templates.turns import move_image_to_front
 
 
 def png_header(width: int, height: int) -> bytes:

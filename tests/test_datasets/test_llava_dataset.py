@@ -22,11 +22,12 @@ from skimage import data as photos
 from torch.utils.data import DataLoader
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
-from mmllava.conversation import get_template, tokenize_conversation
+from mmllava.conversation import tokenize_conversation
 from mmllava.datasets import LLaVADataset
 from mmllava.datasets.checks import FILE_FAULT_HINTS
 from mmllava.datasets.transforms import TokenizeConversation, loading
 from mmllava.registry import DATASETS, MODELS
+from mmllava.templates import get_template
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 PROCESSOR_CFG = dict(type='CLIPImageProcessor', size=dict(shortest_edge=32),

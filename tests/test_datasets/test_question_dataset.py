@@ -11,9 +11,10 @@ from PIL import Image
 from skimage import data as photos
 
 from mmllava.constants import IMAGE_TOKEN_INDEX
-from mmllava.conversation import build_generation_prompt, get_template
+from mmllava.conversation import build_generation_prompt
 from mmllava.datasets import LLaVAQuestionDataset
 from mmllava.registry import DATASETS
+from mmllava.templates import get_template
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 PROCESSOR_CFG = dict(type='CLIPImageProcessor', size=dict(shortest_edge=32),

@@ -17,11 +17,11 @@ from PIL import Image
 from skimage import data as photos
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
-from mmllava.conversation import (build_generation_prompt, get_template,
-                                  tokenize_conversation)
+from mmllava.conversation import build_generation_prompt, tokenize_conversation
 from mmllava.datasets.transforms import (BlankImage, LoadImage,
                                          PackLLaVAInputs, PadToSquare,
                                          ProcessImage, TokenizeConversation)
+from mmllava.templates import get_template
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 # int(255 * mean) per channel, as the official expand2square call computes.

@@ -16,10 +16,11 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
-from mmllava.conversation import build_generation_prompt, get_template
+from mmllava.conversation import build_generation_prompt
 from mmllava.models.llava import load_projector_state, splice_image_features
 from mmllava.models.packed_linears import onednn_available
 from mmllava.registry import MODELS
+from mmllava.templates import get_template
 
 IMG = IMAGE_TOKEN_INDEX
 IMAGE_SIZE, PATCH_SIZE = 32, 8

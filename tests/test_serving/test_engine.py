@@ -5,10 +5,11 @@ from types import SimpleNamespace
 import pytest
 from mmengine import Config
 
-from mmllava.conversation import build_generation_prompt, get_template
+from mmllava.conversation import build_generation_prompt
 from mmllava.serving.engine import GenerationEngine
 from mmllava.serving.messages import to_conversation
 from mmllava.serving.schema import Message
+from mmllava.templates import get_template
 
 
 @pytest.mark.parametrize('config_setting', ['text', 'special'])

@@ -27,10 +27,10 @@ from mmengine.config import Config
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
                            TextColumn, TimeRemainingColumn)
 
-from mmllava.conversation import get_template
 from mmllava.datasets.checks import (REASONS, WARNINGS, Report,
                                      check_data_file)
 from mmllava.models.tokenizer import build_tokenizer
+from mmllava.templates import get_template
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:

@@ -12,8 +12,8 @@ from mmllava.analysis.benchmark.batches import (Sample, baseline_batch,
 from mmllava.analysis.benchmark.sizes import Sizes
 from mmllava.analysis.benchmark.training import synchronize
 from mmllava.constants import IGNORE_INDEX
-from mmllava.conversation import (build_generation_prompt, cut_at_stop,
-                                  get_template)
+from mmllava.conversation import build_generation_prompt
+from mmllava.templates import cut_at_stop, get_template
 
 
 def prompt_samples(records: Sequence[dict], samples: Sequence[Sample],

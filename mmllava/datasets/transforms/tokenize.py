@@ -8,11 +8,11 @@ from mmengine.logging import print_log
 from mmllava.constants import (IGNORE_INDEX, IMAGE_PLACEHOLDER,
                                IMAGE_TOKEN_INDEX)
 from mmllava.content_specials import keeps_text
-from mmllava.conversation import (GPT, build_generation_prompt,
-                                  get_template, tokenize_conversation)
+from mmllava.conversation import build_generation_prompt, tokenize_conversation
 from mmllava.models.anyres import check_pinpoints, count_image_tokens
 from mmllava.models.tokenizer import build_tokenizer
 from mmllava.registry import TRANSFORMS
+from mmllava.templates import GPT, get_template
 
 
 def truncate_to_length(

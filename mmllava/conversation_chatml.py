@@ -9,7 +9,8 @@ LLaVA-NeXT's inference prompt (``conv_qwen`` rendered by
     <|im_start|>user\\n<image>\\nWhat is this?<|im_end|>\\n
     <|im_start|>assistant\\n
 
-Training samples are tokenized by :func:`tokenize_chatml_training`, which
+Training samples are tokenized by :func:`tokenize_chatml_training` (the
+template itself is data, in :mod:`mmllava.templates.chatml`), which
 gives the ids and labels of LLaVA-NeXT's ``preprocess_qwen`` as it stood for
 the 2024-05 recipes (``llava/train/train.py`` before the LLaVA-OneVision
 rewrite of 2024-08). Three things differ from the prompt above, on purpose,
@@ -36,14 +37,10 @@ from mmllava.constants import (IGNORE_INDEX, IMAGE_PLACEHOLDER,
                                IMAGE_TOKEN_INDEX)
 from mmllava.content_specials import (encode_keeping_text,
                                       holds_special_string, keeps_text)
-from mmllava.conversation import (GPT, HUMAN, TEMPLATES, ChatTemplate,
-                                  checked_turns, move_image_to_front)
+from mmllava.templates import (GPT, HUMAN, IM_END, IM_START, QWEN_SYSTEM,
+                               ChatTemplate)
+from mmllava.templates.turns import checked_turns, move_image_to_front
 
-IM_START, IM_END = '<|im_start|>', '<|im_end|>'
-#: The system message of LLaVA-NeXT's ``conv_qwen`` and ``preprocess_qwen``.
-QWEN_SYSTEM = 'You are a helpful assistant.'
-#: How ChatML frames a system message: a turn of its own.
-SYSTEM_FRAME = (IM_START + 'system\n', IM_END + '\n')
 ROLES = {HUMAN: 'user', GPT: 'assistant'}
 
 
@@ -143,18 +140,3 @@ def tokenize_chatml_training(conversations: Sequence[dict],
         pieces.append((encode_message(message), False))
         add_turn(ROLES[HUMAN], pieces)
     return input_ids, labels
-
-
-#: LLaVA-NeXT's ``qwen_1_5`` (``conv_qwen``, ``SeparatorStyle.CHATML``).
-QWEN_1_5 = ChatTemplate(
-    name='qwen_1_5',
-    system=SYSTEM_FRAME[0] + QWEN_SYSTEM + SYSTEM_FRAME[1],
-    user=IM_START + 'user\n{content}' + IM_END + '\n',
-    assistant_prefix=IM_START + 'assistant\n',
-    assistant='{content}' + IM_END + '\n',
-    stop=IM_END,
-    tokenize_training=tokenize_chatml_training)
-
-#: Templates rendered in ChatML (llava-hf export frames their system turn).
-CHATML_TEMPLATES = frozenset({QWEN_1_5.name})
-TEMPLATES[QWEN_1_5.name] = QWEN_1_5
