@@ -6,8 +6,8 @@ from typing import Sequence
 from mmengine.dataset import BaseDataset
 
 from mmllava.constants import IMAGE_PLACEHOLDER
-from mmllava.datasets.records import read_records
 from mmllava.datasets.question_dataset import human_turn
+from mmllava.datasets.records import read_records
 from mmllava.registry import DATASETS, TRANSFORMS
 
 
@@ -16,7 +16,10 @@ def coco_image_id(file_name: str) -> int:
     (or ``000000391895.jpg``) -> 391895."""
     match = re.search(r'(\d+)\.\w+$', osp.basename(file_name))
     if match is None:
-        raise ValueError(f'no COCO image id in the file name {file_name!r}')
+        raise ValueError(
+            f'no COCO image id in the file name {file_name!r}; for captions '
+            'of images named otherwise use CaptionDataset (configs/llava/'
+            'llava-1.5-7b_caption_custom.py)')
     return int(match.group(1))
 
 

@@ -2,10 +2,12 @@
 them (the METRICS registry imports it on a build)."""
 from mmllava.evaluation.answer_files import AnswerFileWriter
 from mmllava.evaluation.metrics import (COCOCaptionMetric, ExactMatchAccuracy,
-                                        MMEMetric, POPEMetric,
+                                        MMBenchMetric, MMEMetric, MMVetMetric,
+                                        MultipleChoiceAccuracy, POPEMetric,
                                         ScienceQAAccuracy, VQAAccuracy)
 
 __all__ = [
     'AnswerFileWriter', 'COCOCaptionMetric', 'ExactMatchAccuracy',
-    'MMEMetric', 'POPEMetric', 'ScienceQAAccuracy', 'VQAAccuracy'
+    'MMBenchMetric', 'MMEMetric', 'MMVetMetric', 'MultipleChoiceAccuracy',
+    'POPEMetric', 'ScienceQAAccuracy', 'VQAAccuracy'
 ]

@@ -87,3 +87,25 @@ def test_prediction_without_reference_is_an_error(ann_file):
     metric.process({}, caption_samples({1: 'a horse', 99: 'a cat'}))
     with pytest.raises(ValueError, match='image_id 99'):
         metric.evaluate(2)
+
+
+# Six java start-ups, as above.
+@pytest.mark.slow
+def test_references_in_memory_equal_pycocoevalcap():
+    """Without ann_file, each sample's gt_captions are its references
+    (CaptionDataset builds them from any captions file)."""
+    metric = METRICS.build(dict(type='COCOCaptionMetric'))
+    metric.process({}, [DataSample(metainfo=dict(
+        image_id=image_id, pred_text=caption,
+        gt_captions=REFERENCES[image_id]))
+        for image_id, caption in PREDICTIONS.items()])
+    result = metric.evaluate(len(PREDICTIONS))
+    expected = pycocoevalcap_scores(REFERENCES, PREDICTIONS)
+    assert result == {f'coco-caption/{name}': 100 * value
+                      for name, value in expected.items()}
+
+
+def test_without_ann_file_a_sample_needs_its_references():
+    metric = METRICS.build(dict(type='COCOCaptionMetric'))
+    with pytest.raises(ValueError, match='"gt_captions"'):
+        metric.process({}, caption_samples({1: 'a horse'}))

@@ -88,7 +88,9 @@ def process_punctuation(text: str) -> str:
             out = out.replace(mark, '')
         else:
             out = out.replace(mark, ' ')
-    return _PERIOD.sub('', out)
+    # The official call passes re.UNICODE (32) where the count goes: at
+    # most 32 periods are deleted.
+    return _PERIOD.sub('', out, count=32)
 
 
 def process_digit_article(text: str) -> str:

@@ -71,9 +71,12 @@ class COCOCaptionMetric(BaseMetric):
     ``ROUGE_L`` and ``CIDEr`` (pycocoevalcap's names).
 
     Args:
-        ann_file (str): COCO-format caption annotations (e.g.
+        ann_file (str, optional): COCO-format caption annotations (e.g.
             ``coco_karpathy_test_gt.json``): ``{"images": [...],
-            "annotations": [{"image_id", "caption", "id"}, ...]}``.
+            "annotations": [{"image_id", "caption", "id"}, ...]}``. None:
+            each sample's ``gt_captions`` are its references (built in
+            memory by :class:`~mmllava.datasets.CaptionDataset` and
+            ``COCOKarpathyCaptionDataset``).
         collect_device (str): Device for gathering results across ranks,
             'cpu' or 'gpu'. Defaults to 'cpu'.
         prefix (str, optional): Prefix of the metric names. Defaults to
@@ -83,7 +86,8 @@ class COCOCaptionMetric(BaseMetric):
     """
     default_prefix = 'coco-caption'
 
-    def __init__(self, ann_file: str, collect_device: str = 'cpu',
+    def __init__(self, ann_file: Optional[str] = None,
+                 collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None) -> None:
         super().__init__(collect_device, prefix, collect_dir)
@@ -96,12 +100,21 @@ class COCOCaptionMetric(BaseMetric):
         for sample in data_samples:
             image_id = required_field(sample, 'image_id',
                                       'COCOCaptionMetric')
-            self.results.append(dict(image_id=int(image_id),
-                                     caption=sample.get('pred_text')))
+            result = dict(image_id=int(image_id),
+                          caption=sample.get('pred_text'))
+            if self.ann_file is None:
+                result['references'] = list(required_field(
+                    sample, 'gt_captions', 'COCOCaptionMetric without '
+                    'ann_file'))
+            self.results.append(result)
 
     def compute_metrics(self, results: List[dict]) -> dict:
         # An image predicted twice is scored once.
         predictions = {r['image_id']: r['caption'] for r in results}
+        if self.ann_file is None:
+            return score_captions(
+                {r['image_id']: r['references'] for r in results},
+                predictions)
         references: Dict[int, List[str]] = {}
         for ann in load(self.ann_file)['annotations']:
             if ann['image_id'] in predictions:

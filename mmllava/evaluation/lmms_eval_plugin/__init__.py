@@ -1,0 +1,6 @@
+"""lmms-eval plugin: ``LMMS_EVAL_PLUGINS=mmllava.evaluation.lmms_eval_plugin
+lmms-eval --model mmllava --model_args pretrained=CKPT,config=MODEL ...``.
+
+lmms-eval imports ``<plugin>.models`` and reads its ``AVAILABLE_MODELS``;
+the class lives in ``<plugin>.models.mmllava``.
+"""
