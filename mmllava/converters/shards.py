@@ -144,13 +144,16 @@ class LazyCheckpoint:
 class ShardWriter:
     """Write tensors as sharded safetensors with an index.
 
-    Tensors are buffered until :meth:`flush` (or until the buffer passes
-    ``max_shard_size``) and written as one shard, so memory holds one shard.
+    Tensors are buffered until :meth:`flush` (or until the next tensor would
+    take the buffer past ``max_shard_size``) and written as one shard, so
+    memory holds one shard and no shard is larger than the limit unless one
+    tensor alone is.
     Shards are renamed ``model-0000i-of-0000n.safetensors`` on :meth:`close`.
 
     Args:
         folder (str): Output folder (created).
-        max_shard_size (int | str): Flush once the buffer reaches this size.
+        max_shard_size (int | str): The largest shard (a larger tensor gets
+            a shard of its own).
         log (Callable, optional): Gets a progress line per shard written.
     """
 
@@ -177,12 +180,13 @@ class ShardWriter:
         if tensor.untyped_storage().nbytes() != \
                 tensor.numel() * tensor.element_size():
             tensor = tensor.clone()
-        self.buffer[key] = tensor
         size = tensor.numel() * tensor.element_size()
+        # A shard passes the limit only when one tensor alone does.
+        if self.buffer and self.buffer_size + size > self.max_shard_size:
+            self.flush()
+        self.buffer[key] = tensor
         self.buffer_size += size
         self.total_size += size
-        if self.buffer_size >= self.max_shard_size:
-            self.flush()
 
     def flush(self) -> None:
         """Write the buffered tensors as one shard."""
