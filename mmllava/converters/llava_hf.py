@@ -180,13 +180,26 @@ def chat_template(name: str) -> str:
 
 
 def hf_tokenizer(spec: LLaVASpec):
-    """The tokenizer with ``<image>`` (and ``<pad>`` if needed) added."""
+    """The tokenizer with ``<image>`` (and ``<pad>`` if needed) added.
+
+    A tokenizer that has them already (a model imported from a llava-hf
+    folder keeps that folder's tokenizer and vocabulary) is taken as it is,
+    provided the model has a row for its ``<image>``.
+    """
     from tokenizers import AddedToken
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_dir)
     if IMAGE_TOKEN in tokenizer.get_vocab():
-        raise ValueError(f'The tokenizer in {spec.tokenizer_dir} already has '
-                         f'{IMAGE_TOKEN!r}; export expects the LLM tokenizer.')
+        image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        if image_id >= spec.vocab_size or tokenizer.pad_token is None:
+            raise ValueError(
+                f'The tokenizer in {spec.tokenizer_dir} has {IMAGE_TOKEN!r} '
+                f'(id {image_id}) but the model has {spec.vocab_size} '
+                'vocabulary rows' + (' and the tokenizer no pad token'
+                                     if tokenizer.pad_token is None else '')
+                + ': give the LLM\'s own tokenizer, to which export adds '
+                'them.')
+        return tokenizer
     tokenizer.add_tokens([AddedToken(IMAGE_TOKEN, special=True,
                                      normalized=False)], special_tokens=True)
     if tokenizer.pad_token is None:

@@ -14,8 +14,8 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from PIL import Image
 from skimage import data as photos
-from transformers import (AutoProcessor, LlavaForConditionalGeneration,
-                          LlavaConfig)
+from transformers import (AutoProcessor, AutoTokenizer, LlavaConfig,
+                          LlavaForConditionalGeneration)
 
 from mmllava.apis.generation import build_test_pipeline
 from mmllava.converters.layouts import detect_layout, load_pretrained
@@ -351,3 +351,25 @@ def test_only_mlp2x_gelu_exports(tokenizer_folder, tmp_path):
                        pretrained=tokenizer_folder)))
     with pytest.raises(ValueError, match="'linear' has no llava-hf form"):
         export_model(model, str(tmp_path), tokenizer_dir=tokenizer_folder)
+
+
+def test_an_imported_folder_exports_again(model, hf_dir, tmp_path):
+    """llava-hf -> mmllava -> llava-hf gives the first folder's tensors,
+    config ids and tokenizer back."""
+    from mmllava.apis import get_model
+    config = convert_hf_to_mmllava(str(hf_dir), str(tmp_path / 'mm'))
+    built = get_model(config, device='cpu')
+    again = tmp_path / 'hf_again'
+    export_model(built, str(again))
+    first = {key: value for shard in read_shards(str(hf_dir))
+             for key, value in shard.items()}
+    second = {key: value for shard in read_shards(str(again))
+              for key, value in shard.items()}
+    assert second.keys() == first.keys()
+    assert all(torch.equal(second[key], value)
+               for key, value in first.items())
+    for name in ('image_token_index', 'pad_token_id'):
+        assert json.loads((again / 'config.json').read_text())[name] == \
+            json.loads((hf_dir / 'config.json').read_text())[name]
+    assert AutoTokenizer.from_pretrained(again).get_vocab() == \
+        AutoTokenizer.from_pretrained(hf_dir).get_vocab()
