@@ -300,11 +300,57 @@ def write_llava_hf(spec: LLaVASpec, shards: Shards, out_dir: str,
         bos_token_id=spec.llm_config.get('bos_token_id'),
         eos_token_id=spec.llm_config.get('eos_token_id'),
         pad_token_id=pad_token_id).save_pretrained(out_dir)
+    add_transformers4_fields(out_dir)
     log(f'wrote {out_dir}: vocabulary {spec.vocab_size} -> {vocab_size} '
         f'({IMAGE_TOKEN} = {image_token_index}, pad = {pad_token_id}), '
         f'{spec.num_image_tokens} image tokens, strategy '
         f'{select_strategy(spec)!r}')
     return out_dir
+
+
+def add_transformers4_fields(out_dir: str) -> None:
+    """Write, beside what transformers 5 saves, the fields transformers 4.x
+    reads instead (checked with 4.57.1), so that serving stacks still on 4.x
+    load the folder right:
+
+    - ``text_config.rope_theta`` (and ``rope_scaling``) beside 5's
+      ``rope_parameters``: without it 4.x takes theta 10000, and an LLM
+      with another theta (Qwen, Llama-3, Mistral) gives wrong logits;
+    - no list-valued ``extra_special_tokens`` (4.x expects a dict and fails)
+      when its tokens are special tokens of the tokenizer anyway;
+    - ``preprocessor_config.json``, where 4.x looks for the image processor
+      (5 keeps it in ``processor_config.json``).
+    """
+    folder = Path(out_dir)
+    config_file = folder / 'config.json'
+    config = json.loads(config_file.read_text())
+    text_config = config.get('text_config', {})
+    rope = text_config.get('rope_parameters')
+    if rope and 'rope_theta' in rope:
+        text_config.setdefault('rope_theta', rope['rope_theta'])
+        if rope.get('rope_type', 'default') != 'default':
+            text_config.setdefault('rope_scaling', {
+                key: value for key, value in rope.items()
+                if key != 'rope_theta'})
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True)
+                           + '\n')
+    tokenizer_file = folder / 'tokenizer_config.json'
+    tokenizer_config = json.loads(tokenizer_file.read_text())
+    extra = tokenizer_config.get('extra_special_tokens')
+    special = {token['content'] for token in json.loads(
+        (folder / 'tokenizer.json').read_text()).get('added_tokens', [])
+        if token.get('special')}
+    if isinstance(extra, list) and set(extra) <= special:
+        del tokenizer_config['extra_special_tokens']
+        tokenizer_file.write_text(json.dumps(tokenizer_config, indent=2)
+                                  + '\n')
+    processor_file = folder / 'processor_config.json'
+    preprocessor_file = folder / 'preprocessor_config.json'
+    if processor_file.is_file() and not preprocessor_file.is_file():
+        processor = json.loads(processor_file.read_text())
+        preprocessor_file.write_text(json.dumps(dict(
+            processor['image_processor'],
+            processor_class=processor['processor_class']), indent=2) + '\n')
 
 
 def export_model(model, out_dir: str, tokenizer_dir: Optional[str] = None,
