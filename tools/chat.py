@@ -16,6 +16,7 @@ from threading import Thread
 from typing import Optional
 
 from mmengine.logging import MMLogger
+from PIL import Image
 from transformers import TextIteratorStreamer
 
 from mmllava.apis import ChatSession, get_model
@@ -78,10 +79,21 @@ def read_question(interactive: bool) -> Optional[str]:
 
 
 def check_image(path: str) -> bool:
-    if Path(path).is_file():
-        return True
-    print(f'Image not found: {path}')
-    return False
+    """Whether ``path`` is an image PIL reads; if not, say why."""
+    if not Path(path).is_file():
+        print(f'Image not found: {path}')
+        return False
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Image.DecompressionBombError:
+        print(f'Image too large: {path} (PIL refuses it as a possible '
+              'decompression bomb).')
+        return False
+    except (OSError, ValueError, SyntaxError, EOFError):
+        print(f'Not an image PIL can read: {path}')
+        return False
+    return True
 
 
 def main() -> None:

@@ -70,6 +70,10 @@ class DynamicBatcher:
             self._thread.join()
             self._thread = None
 
+    def running(self) -> bool:
+        """Whether the worker is alive (``/health`` reports it)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def submit(self, item) -> None:
         """Queue ``item``; raises :class:`QueueFull` when the queue is."""
         try:

@@ -8,7 +8,9 @@ ERROR_TYPES = {
     401: 'authentication_error',
     404: 'not_found_error',
     405: 'invalid_request_error',
+    408: 'invalid_request_error',
     413: 'invalid_request_error',
+    415: 'invalid_request_error',
     422: 'invalid_request_error',
     500: 'server_error',
     503: 'overloaded_error',
@@ -19,7 +21,7 @@ class APIError(Exception):
     """A request the server answers with an error status.
 
     Args:
-        status (int): The HTTP status (400, 401, 404, 413, 422, 503, ...).
+        status (int): The HTTP status (400, 401, 404, 408, 413, 415, 503, ...).
         message (str): What is wrong, for a person to read.
         param (str, optional): The request field at fault, e.g.
             ``'messages[0].content[1].image_url'``.

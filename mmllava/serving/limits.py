@@ -7,21 +7,31 @@ from mmllava.serving.errors import APIError
 from mmllava.serving.schema import ChatCompletionRequest
 
 
-def sampling_for(request: ChatCompletionRequest,
-                 generation_cfg: dict) -> Sampling:
+def sampling_for(request: ChatCompletionRequest, generation_cfg: dict,
+                 request_id: str = '') -> Sampling:
     """Sampling settings; without ``temperature`` the model's
-    ``generation_cfg`` decides (greedy unless it sets ``do_sample``)."""
+    ``generation_cfg`` decides (greedy unless it sets ``do_sample``).
+
+    A seeded sampling request gets its own batch group (``request_id``):
+    its answers must not depend on what else is generated with them.
+    """
     temperature = request.temperature
     if temperature is None:
         temperature = generation_cfg.get('temperature', 1.0) \
             if generation_cfg.get('do_sample') else 0.0
+    shaping = dict(frequency_penalty=request.frequency_penalty,
+                   presence_penalty=request.presence_penalty,
+                   min_tokens=request.min_tokens)
     if temperature == 0:
-        # top_p does not change greedy decoding; one key lets all greedy
-        # requests share batches.
-        return Sampling()
+        # top_p, top_k and the seed do not change greedy decoding; one key
+        # lets all greedy requests share batches.
+        return Sampling(**shaping)
     top_p = request.top_p if request.top_p is not None \
         else generation_cfg.get('top_p', 1.0)
-    return Sampling(temperature=temperature, top_p=top_p)
+    return Sampling(temperature=temperature, top_p=top_p,
+                    top_k=max(request.top_k, 0), seed=request.seed,
+                    group=request_id if request.seed is not None else None,
+                    **shaping)
 
 
 def max_tokens_for(request: ChatCompletionRequest, generation_cfg: dict,

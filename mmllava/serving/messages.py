@@ -1,6 +1,6 @@
 """OpenAI chat messages -> LLaVA turns (``{'from': 'human'|'gpt', 'value'}``)
 with ``<image>`` where the image part was, and the image's URL."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from mmllava.constants import IMAGE_PLACEHOLDER
@@ -18,23 +18,29 @@ class Conversation:
     Attributes:
         turns (list[dict]): Alternating human and gpt turns, ending with a
             human turn.
-        image_url (str, optional): The URL of the conversation's image.
-        image_param (str, optional): Where the image was in the request
+        image_urls (list[str]): The URLs of the conversation's images, in
+            order (one at most per message: the template puts a message's
+            image first).
+        image_params (list[str]): Where each image was in the request
             (named in errors about it).
+        system (str, optional): The system and developer messages, joined
+            by newlines: the prompt's system prompt in place of the
+            template's.
     """
 
     turns: list[dict]
-    image_url: Optional[str] = None
-    image_param: Optional[str] = None
+    image_urls: list[str] = field(default_factory=list)
+    image_params: list[str] = field(default_factory=list)
+    system: Optional[str] = None
 
 
-def message_text(message: Message, param: str,
-                 conversation: Conversation) -> str:
+def message_text(message: Message, param: str, conversation: Conversation,
+                 max_images: int) -> str:
     """A message's parts joined by newlines, ``<image>`` for the image."""
     if isinstance(message.content, str):
         parts = [message.content]
     else:
-        parts = []
+        parts, message_image = [], None
         for index, part in enumerate(message.content):
             part_param = f'{param}.content[{index}]'
             if not isinstance(part, ImagePart):
@@ -44,14 +50,21 @@ def message_text(message: Message, param: str,
                 raise APIError(400, f'{part_param}: only user messages may '
                                'hold images.', param=part_param,
                                code='invalid_value')
-            if conversation.image_url is not None:
+            if message_image is not None:
                 raise APIError(
-                    400, f'{part_param}: the model takes one image per '
-                    f'conversation; the first is at '
-                    f'{conversation.image_param}.', param=part_param,
+                    400, f'{part_param}: one image per message (the chat '
+                    'template puts it first in its message); this message '
+                    f'has one at {message_image}. Send the next image in a '
+                    'later message.', param=part_param,
                     code='too_many_images')
-            conversation.image_url = part.image_url.url
-            conversation.image_param = f'{part_param}.image_url.url'
+            if len(conversation.image_urls) >= max_images:
+                raise APIError(
+                    400, f'{part_param}: this server takes at most '
+                    f'{max_images} image(s) per conversation.',
+                    param=part_param, code='too_many_images')
+            message_image = f'{part_param}.image_url.url'
+            conversation.image_urls.append(part.image_url.url)
+            conversation.image_params.append(message_image)
             parts.append(IMAGE_PLACEHOLDER)
     for text in parts:
         # Literal placeholders in text would count as images.
@@ -67,25 +80,32 @@ def message_text(message: Message, param: str,
     return text
 
 
-def to_conversation(messages: list[Message]) -> Conversation:
+def to_conversation(messages: list[Message],
+                    max_images: int = 1) -> Conversation:
     """Turn OpenAI messages into LLaVA turns.
 
-    The model's chat template has its own system prompt, so system
-    messages are refused; user and assistant messages must alternate,
-    starting and ending with a user message.
+    System (and developer, their newer name) messages come first; their
+    text replaces the template's system prompt. User and assistant
+    messages then alternate, starting and ending with a user message.
+    User messages may hold an image each, ``max_images`` in all.
 
     Raises:
         APIError: 400, naming the message at fault.
     """
     conversation = Conversation(turns=[])
+    system = []
     for index, message in enumerate(messages):
         param = f'messages[{index}]'
-        expected = 'user' if index % 2 == 0 else 'assistant'
         if message.role in ('system', 'developer'):
-            raise APIError(400, f'{param}: {message.role} messages are not '
-                           "supported; the model's chat template sets the "
-                           'system prompt.', param=f'{param}.role',
-                           code='unsupported_role')
+            if conversation.turns:
+                raise APIError(400, f'{param}: {message.role} messages must '
+                               'come before the first user message.',
+                               param=f'{param}.role', code='invalid_value')
+            system.append(message_text(message, param, conversation,
+                                       max_images))
+            continue
+        expected = 'user' if len(conversation.turns) % 2 == 0 \
+            else 'assistant'
         if message.role != expected:
             raise APIError(400, f'{param}: expected a {expected} message '
                            '(messages alternate user, assistant, starting '
@@ -93,9 +113,12 @@ def to_conversation(messages: list[Message]) -> Conversation:
                            param=f'{param}.role', code='invalid_value')
         conversation.turns.append({
             'from': ROLES[message.role],
-            'value': message_text(message, param, conversation)})
-    if conversation.turns[-1]['from'] != HUMAN:
+            'value': message_text(message, param, conversation,
+                                  max_images)})
+    if not conversation.turns or conversation.turns[-1]['from'] != HUMAN:
         raise APIError(400, 'The last message must be a user message.',
                        param=f'messages[{len(messages) - 1}].role',
                        code='invalid_value')
+    if system:
+        conversation.system = '\n'.join(system)
     return conversation

@@ -1,11 +1,17 @@
 """The subset of OpenAI's chat-completions request that the server accepts,
-validated with pydantic; a malformed request becomes an :class:`APIError`."""
+validated with pydantic; a malformed request becomes an :class:`APIError`
+(400 ``invalid_request_error``, as OpenAI and vLLM answer)."""
+import logging
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mmllava.serving.errors import APIError
 
+logger = logging.getLogger(__name__)
+
+#: Fields clients send that change nothing here: accepted and ignored.
+IGNORED_FIELDS = ('user', 'metadata')
 #: Unknown fields fail loudly (a field the server would ignore is a bug in
 #: the client's request); JSON types are not coerced ("1" is not 1).
 STRICT = ConfigDict(extra='forbid', strict=True)
@@ -64,7 +70,18 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: Optional[int] = Field(None, ge=1)
     max_completion_tokens: Optional[int] = Field(None, ge=1)
     stop: Union[str, list[str], None] = None
-    n: int = Field(1, ge=1, le=1)
+    n: int = Field(1, ge=1, le=128)
+    seed: Optional[int] = None
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    # vLLM's extensions: -1 (vLLM's "off") and 0 keep every token.
+    top_k: int = Field(0, ge=-1)
+    min_tokens: int = Field(0, ge=0)
+    logprobs: bool = False
+    top_logprobs: Optional[int] = Field(None, ge=0, le=20)
+    # Accepted and ignored (see IGNORED_FIELDS).
+    user: Optional[str] = None
+    metadata: Optional[dict[str, str]] = None
 
     @property
     def stops(self) -> list[str]:
@@ -106,7 +123,9 @@ def describe_failure(error: ValidationError) -> tuple[str, str]:
     depth: dict[str, int] = {}
     for item in error.errors(include_url=False):
         param = field_path(item['loc'])
-        failures.setdefault(param, []).append(item['msg'])
+        message = 'this server does not support this field' \
+            if item['type'] == 'extra_forbidden' else item['msg']
+        failures.setdefault(param, []).append(message)
         depth[param] = max(depth.get(param, 0), len(item['loc']))
     param = max(failures, key=lambda name: (name.count('.') + name.count('['),
                                             depth[name]))
@@ -117,8 +136,8 @@ def parse_chat_request(body: bytes) -> ChatCompletionRequest:
     """Validate a request body.
 
     Raises:
-        APIError: 400 for a body that is not JSON, 422 for JSON that does
-            not match the schema (naming the field at fault).
+        APIError: 400 for a body that is not JSON or does not match the
+            schema (naming the field at fault).
     """
     try:
         request = ChatCompletionRequest.model_validate_json(body)
@@ -128,16 +147,25 @@ def parse_chat_request(body: bytes) -> ChatCompletionRequest:
                 raise APIError(400, f'The body is not valid JSON: '
                                f'{item["msg"]}', code='invalid_json') from None
         param, message = describe_failure(error)
-        raise APIError(422, f'{param or "body"}: {message}',
+        raise APIError(400, f'{param or "body"}: {message}',
                        param=param or None,
                        code='invalid_value') from None
     if len(request.stops) > 4 or not all(request.stops):
-        raise APIError(422, 'stop: give at most 4 non-empty strings.',
+        raise APIError(400, 'stop: give at most 4 non-empty strings.',
                        param='stop', code='invalid_value')
     if request.max_tokens is not None and \
             request.max_completion_tokens is not None and \
             request.max_tokens != request.max_completion_tokens:
-        raise APIError(422, 'max_tokens and max_completion_tokens differ; '
+        raise APIError(400, 'max_tokens and max_completion_tokens differ; '
                        'give one of them.', param='max_tokens',
                        code='invalid_value')
+    if request.stream_options is not None and not request.stream:
+        raise APIError(400, 'stream_options: only allowed with "stream": '
+                       'true.', param='stream_options', code='invalid_value')
+    if request.top_logprobs is not None and not request.logprobs:
+        raise APIError(400, 'top_logprobs: needs "logprobs": true.',
+                       param='top_logprobs', code='invalid_value')
+    for name in IGNORED_FIELDS:
+        if getattr(request, name) is not None:
+            logger.debug('Ignoring the request field %r.', name)
     return request

@@ -82,11 +82,14 @@ class RowResult:
         finish_reason (str): ``'stop'`` (EOS or a stop string), ``'length'``
             (``max_tokens`` reached) or ``'cancelled'``.
         completion_tokens (int): Tokens generated for the row.
+        logprobs (list[dict], optional): Per token, OpenAI's
+            ``logprobs.content`` entry, when the request asked for them.
     """
 
     text: str
     finish_reason: str
     completion_tokens: int
+    logprobs: Optional[list] = None
 
 
 class RowStream:

@@ -12,6 +12,7 @@ import uvicorn
 
 from mmllava.apis import get_model
 from mmllava.serving import ServerSettings, build_app
+from mmllava.serving.server import uvicorn_config
 
 MODEL_NAME = 'llava-tiny_demo_vqa'
 
@@ -37,7 +38,7 @@ def start_server(model_workspace) -> Callable:
             patch.chdir(model_workspace)
             app = build_app(model, ServerSettings(model_name=MODEL_NAME,
                                                   **settings))
-        server = uvicorn.Server(uvicorn.Config(app, log_level='warning'))
+        server = uvicorn.Server(uvicorn_config(app, log_level='warning'))
         sock = socket.socket()
         sock.bind(('127.0.0.1', 0))
         thread = threading.Thread(target=server.run,

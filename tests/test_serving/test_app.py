@@ -28,16 +28,24 @@ API_KEY = 'test-key-123'
 
 @pytest.fixture(scope='module')
 def server(serving_model, start_server):
-    """Default limits; a 50 ms gather window so that requests sent together
-    reliably meet."""
-    return start_server(serving_model, gather_window_s=0.05)
+    """Default limits, static batches; a 50 ms gather window so that
+    requests sent together reliably meet."""
+    return start_server(serving_model, batching='static',
+                        gather_window_s=0.05)
+
+
+@pytest.fixture(scope='module')
+def continuous(serving_model, start_server):
+    """Default limits and continuous batching."""
+    return start_server(serving_model)
 
 
 @pytest.fixture(scope='module')
 def strict(serving_model, start_server):
     """An API key, small caps, one request at a time, one waiting, and
     remote images allowed."""
-    return start_server(serving_model, api_key=API_KEY, max_batch_size=1,
+    return start_server(serving_model, batching='static', api_key=API_KEY,
+                        max_batch_size=1,
                         queue_size=1, max_tokens_cap=16,
                         max_image_pixels=1_000_000, max_body_bytes=200_000,
                         allow_remote_images=True)
@@ -65,10 +73,11 @@ def session_answer(model, workspace, photo, question, **kwargs) -> str:
         question, **kwargs)
 
 
-def post(url: str, body, **kwargs) -> httpx.Response:
+def post(url: str, body, headers=None, **kwargs) -> httpx.Response:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {'Content-Type': 'application/json', **(headers or {})}
     return httpx.post(url + '/v1/chat/completions', content=data,
-                      timeout=60, **kwargs)
+                      timeout=60, headers=headers, **kwargs)
 
 
 def test_a_streamed_answer_equals_the_whole_one_and_chat_session(
@@ -174,9 +183,11 @@ def test_a_multi_turn_conversation_equals_chat_session(
     assert answer.choices[0].message.content == second
 
 
+@pytest.mark.parametrize('batching', ['static', 'continuous'])
 def test_32_concurrent_clients_all_get_complete_answers(
-        server, serving_model, model_workspace, photo_url):
-    url, chat_server = server
+        batching, server, continuous, serving_model, model_workspace,
+        photo_url):
+    url, chat_server = server if batching == 'static' else continuous
     expected = {photo: session_answer(serving_model, model_workspace, photo,
                                       QUESTIONS[1], max_new_tokens=MAX_TOKENS)
                 for photo in PHOTOS}
@@ -203,7 +214,8 @@ def test_32_concurrent_clients_all_get_complete_answers(
     assert answers == [expected[photo] for _, photo in clients]
     assert stats['num_items'] - before['num_items'] == 32
     assert stats['largest_batch'] > 1
-    assert stats['num_batches'] - before['num_batches'] < 32
+    if batching == 'static':
+        assert stats['num_batches'] - before['num_batches'] < 32
 
 
 def error_of(response: httpx.Response, status: int, code) -> dict:
@@ -227,17 +239,23 @@ def test_requests_the_server_refuses(server, photo_url):
     error_of(post(url, dict(model=MODEL, messages=[user_message(
         'Hi', image)], max_tokens=500)), 400, 'context_length_exceeded')
     error_of(post(url, dict(model=MODEL, messages=[
-        {'role': 'system', 'content': 'Be brief.'}, user_message('Hi')])),
-        400, 'unsupported_role')
+        user_message('Hi'), {'role': 'system', 'content': 'Be brief.'}])),
+        400, 'invalid_value')
     error_of(post(url, b'{"model": "x", '), 400, 'invalid_json')
     error = error_of(post(url, dict(model=MODEL, messages=[user_message(
-        'Hi')], temperature='hot')), 422, 'invalid_value')
+        'Hi')], temperature='hot')), 400, 'invalid_value')
     assert error['param'] == 'temperature'
+    error = error_of(post(url, dict(model=MODEL, messages=[user_message(
+        'Hi')], logit_bias={'1': 5})), 400, 'invalid_value')
+    assert error['param'] == 'logit_bias'
+    error_of(post(url, dict(model=MODEL, messages=[user_message('Hi')]),
+                  headers={'Content-Type': 'text/plain'}), 415,
+             'unsupported_media_type')
     error = error_of(httpx.get(url + '/v1/nothing'), 404, None)
     assert error['type'] == 'not_found_error'
-    with pytest.raises(openai.UnprocessableEntityError):
+    with pytest.raises(openai.BadRequestError):
         client(url).chat.completions.create(model=MODEL, messages=[
-            user_message('Hi')], n=2)
+            user_message('Hi')], n=9)
 
 
 def test_api_key_and_caps(strict, photo_url, model_workspace):
@@ -342,3 +360,22 @@ def test_sampled_requests_sample_and_do_not_disturb_greedy_ones(
     assert answers[4] == session_answer(serving_model, model_workspace,
                                         'coffee', QUESTIONS[0],
                                         max_new_tokens=MAX_TOKENS)
+
+
+def test_what_the_openai_sdk_sends_is_answered(server, photo_url):
+    """A system message and the fields SDK users set (seed, penalties, user,
+    n, logprobs) through the official client."""
+    url, _ = server
+    answer = client(url).chat.completions.create(
+        model=MODEL, messages=[
+            {'role': 'system', 'content': 'You are terse.'},
+            user_message(QUESTIONS[0], photo_url('coffee'))],
+        temperature=0.8, seed=3, n=2, user='user-1', frequency_penalty=0.5,
+        presence_penalty=0.5, logprobs=True, top_logprobs=2,
+        max_tokens=MAX_TOKENS, extra_body={'top_k': 20, 'min_tokens': 2})
+    assert [choice.index for choice in answer.choices] == [0, 1]
+    for choice in answer.choices:
+        assert len(choice.logprobs.content) >= 2
+        assert len(choice.logprobs.content[0].top_logprobs) == 2
+    assert answer.usage.completion_tokens == sum(
+        len(choice.logprobs.content) for choice in answer.choices)

@@ -1,11 +1,14 @@
 """The chat page (``mmllava/serving/static/chat.html``) in headless
 Chromium: type a question, attach a photo, watch the answer stream in."""
+import shutil
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from mmllava.apis import ChatSession
+
+playwright_api = pytest.importorskip('playwright.sync_api')
+sync_playwright = playwright_api.sync_playwright
 
 #: Debian's chromium (``apt-get install chromium``); playwright's own
 #: browser download is never used.
@@ -26,6 +29,10 @@ RECORD_ANSWER = """() => {
     }).observe(document.getElementById('messages'),
                {subtree: true, childList: true, characterData: true});
 }"""
+pytestmark = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None,
+    reason=f'needs Chromium at {CHROMIUM} (apt-get install chromium)')
+
 DONE = """(count) => document.querySelectorAll('.assistant').length === count
     && !document.getElementById('send').disabled"""
 
@@ -74,3 +81,49 @@ def test_a_question_about_a_photo_streams_an_answer(server, serving_model,
     assert partial and all(answers[0].startswith(text) for text in partial)
     assert image_shown == 1
     assert (tmp_path / 'chat.png').stat().st_size > 10_000
+
+
+@pytest.mark.usefixtures('in_workspace', 'one_thread')
+def test_at_phone_width_an_error_leaves_no_empty_answer(server,
+                                                        model_workspace,
+                                                        tmp_path):
+    """390 px wide: Send is on screen; a file that is not an image gets the
+    server's error, and no empty answer bubble or broken image stays."""
+    url, _ = server
+    not_image = tmp_path / 'notes.png'
+    not_image.write_text('not an image')
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM,
+                                             args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={'width': 390, 'height': 844})
+            page.goto(url)
+            send = page.locator('#send').bounding_box()
+            page_width = page.evaluate(
+                'document.documentElement.scrollWidth')
+            icon = page.evaluate(
+                """() => fetch(document.querySelector('link[rel=icon]').href)
+                    .then(r => r.status + ' '
+                          + r.headers.get('content-type'))""")
+            page.fill('#question', QUESTIONS[0])
+            page.set_input_files('#image', str(not_image))
+            page.click('#send')
+            page.wait_for_function(
+                "document.querySelector('.error') !== null", timeout=30_000)
+            errors = page.locator('.error').all_text_contents()
+            answers = page.locator('.assistant').count()
+            broken = page.evaluate(
+                """() => [...document.querySelectorAll('#messages img')]
+                    .filter(img => img.complete && img.naturalWidth === 0)
+                    .length""")
+            question = page.input_value('#question')
+        finally:
+            browser.close()
+    assert send is not None and send['x'] >= 0
+    assert send['x'] + send['width'] <= 390
+    assert page_width <= 390
+    assert icon == '200 image/svg+xml'
+    assert len(errors) == 1 and 'not an image' in errors[0]
+    assert answers == 0
+    assert broken == 0
+    assert question == QUESTIONS[0]

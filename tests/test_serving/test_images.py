@@ -81,3 +81,53 @@ def test_bad_image_urls_are_400(url, code):
 
 def test_data_url_payload_is_base64_decoded():
     assert decode_data_url('data:image/png;base64,aGk=', 'p') == b'hi'
+
+
+def test_a_thin_image_is_refused_for_the_square_it_would_pad_to():
+    """1x20000 is 20,000 pixels, but pad-to-square makes 400,000,000 of
+    them: refused from the header, before any pixel exists."""
+    thin = png_bytes(Image.new('RGB', (1, 20_000)))
+    assert len(thin) < 1000
+    with pytest.raises(APIError) as caught:
+        decode_image(thin, max_pixels=25_000_000, param='p',
+                     pads_to_square=True)
+    assert (caught.value.status, caught.value.code) == (413,
+                                                        'image_too_large')
+    assert '20000x20000' in caught.value.message
+    # Without padding the same image passes the pixel cap; the side cap
+    # still holds.
+    assert decode_image(thin, max_pixels=25_000_000, param='p').size == \
+        (1, 20_000)
+    with pytest.raises(APIError) as caught:
+        decode_image(thin, max_pixels=25_000_000, param='p',
+                     max_side=10_000)
+    assert caught.value.status == 413
+    assert 'at most 10000 pixels a side' in caught.value.message
+
+
+def test_mime_base64_and_capital_schemes_are_accepted():
+    data = png_bytes(Image.new('RGB', (8, 8), (200, 10, 10)))
+    encoded = base64.encodebytes(data).decode()  # lines of 76 + '\n'
+    assert '\n' in encoded.strip()
+    image = asyncio.run(load_image(
+        'DATA:image/PNG;BASE64,' + encoded, 'p', max_pixels=10**6,
+        max_bytes=10**6, allow_remote=False))
+    assert image.getpixel((0, 0)) == (200, 10, 10)
+    # An upper-case http scheme is a remote URL, not an unknown scheme.
+    with pytest.raises(APIError) as caught:
+        asyncio.run(load_image('HTTP://example.com/a.png', 'p',
+                               max_pixels=10**6, max_bytes=10**6,
+                               allow_remote=False))
+    assert caught.value.code == 'remote_images_disabled'
+
+
+@pytest.mark.parametrize('data', [
+    b'not an image',
+    png_header_claiming(4, 4)[:30],  # a cut-off PNG
+])
+def test_errors_hold_no_object_reprs(data):
+    with pytest.raises(APIError) as caught:
+        decode_image(data, max_pixels=10**6, param='p')
+    assert caught.value.status == 400
+    assert ' at 0x' not in caught.value.message
+    assert 'object' not in caught.value.message

@@ -23,22 +23,53 @@ def test_turns_alternate_and_the_image_goes_where_its_part_was():
         {'from': 'human', 'value': 'Look:\n<image>\nWhat?'},
         {'from': 'gpt', 'value': 'A cat.'},
         {'from': 'human', 'value': 'Colour?'}]
-    assert conversation.image_url == 'data:one'
-    assert conversation.image_param == 'messages[0].content[1].image_url.url'
+    assert conversation.image_urls == ['data:one']
+    assert conversation.image_params == [
+        'messages[0].content[1].image_url.url']
+
+
+def test_several_images_one_per_message_up_to_the_cap():
+    items = ({'role': 'user', 'content': [IMAGE, {'type': 'text',
+                                                  'text': 'And this?'}]},
+             {'role': 'assistant', 'content': 'A cat.'},
+             {'role': 'user', 'content': [
+                 {'type': 'image_url', 'image_url': {'url': 'data:two'}}]})
+    conversation = to_conversation(messages(*items), max_images=2)
+    assert conversation.image_urls == ['data:one', 'data:two']
+    assert conversation.image_params[1] == \
+        'messages[2].content[0].image_url.url'
+    with pytest.raises(APIError) as caught:
+        to_conversation(messages(*items), max_images=1)
+    assert (caught.value.param, caught.value.code) == (
+        'messages[2].content[0]', 'too_many_images')
+    assert 'at most 1 image' in caught.value.message
+
+
+def test_system_and_developer_messages_become_the_system_prompt():
+    conversation = to_conversation(messages(
+        {'role': 'system', 'content': 'Be brief.'},
+        {'role': 'developer', 'content': [{'type': 'text',
+                                           'text': 'Answer in French.'}]},
+        {'role': 'user', 'content': 'Hi'}))
+    assert conversation.system == 'Be brief.\nAnswer in French.'
+    assert conversation.turns == [{'from': 'human', 'value': 'Hi'}]
+    assert to_conversation(messages(
+        {'role': 'user', 'content': 'Hi'})).system is None
 
 
 @pytest.mark.parametrize('items, param, code', [
-    ([{'role': 'system', 'content': 'Be brief.'},
-      {'role': 'user', 'content': 'Hi'}], 'messages[0].role',
-     'unsupported_role'),
+    ([{'role': 'user', 'content': 'Hi'},
+      {'role': 'system', 'content': 'Be brief.'}], 'messages[1].role',
+     'invalid_value'),
+    ([{'role': 'system', 'content': [IMAGE]},
+      {'role': 'user', 'content': 'Hi'}], 'messages[0].content[0]',
+     'invalid_value'),
     ([{'role': 'user', 'content': 'a'}, {'role': 'user', 'content': 'b'}],
      'messages[1].role', 'invalid_value'),
     ([{'role': 'user', 'content': 'a'},
       {'role': 'assistant', 'content': 'b'}], 'messages[1].role',
      'invalid_value'),
-    ([{'role': 'user', 'content': [IMAGE]},
-      {'role': 'assistant', 'content': 'b'},
-      {'role': 'user', 'content': [IMAGE]}], 'messages[2].content[0]',
+    ([{'role': 'user', 'content': [IMAGE, IMAGE]}], 'messages[0].content[1]',
      'too_many_images'),
     ([{'role': 'user', 'content': 'what is <image> here'}],
      'messages[0].content', 'invalid_value'),

@@ -35,25 +35,34 @@ def test_a_full_request_parses():
 
 @pytest.mark.parametrize('data, status, param, text', [
     (b'{"model": ', 400, None, 'not valid JSON'),
-    (b'[1]', 422, None, 'object'),
-    (body(model=None), 422, 'model', 'string'),
-    (body(messages=[]), 422, 'messages', 'at least 1'),
-    (body(messages=[{'role': 'robot', 'content': 'x'}]), 422,
+    (b'[1]', 400, None, 'object'),
+    (body(model=None), 400, 'model', 'string'),
+    (body(messages=[]), 400, 'messages', 'at least 1'),
+    (body(messages=[{'role': 'robot', 'content': 'x'}]), 400,
      'messages[0].role', "'user'"),
     (body(messages=[{'role': 'user', 'content': [
         {'type': 'text', 'text': 'a'},
-        {'type': 'image_url', 'image_url': {'url': 5}}]}]), 422,
+        {'type': 'image_url', 'image_url': {'url': 5}}]}]), 400,
      'messages[0].content[1].image_url.url', 'string'),
-    (body(messages=[{'role': 'user', 'content': [{'type': 'video'}]}]), 422,
+    (body(messages=[{'role': 'user', 'content': [{'type': 'video'}]}]), 400,
      'messages[0].content[0]', "'video'"),
-    (body(max_tokens='5'), 422, 'max_tokens', 'integer'),
-    (body(max_tokens=0), 422, 'max_tokens', 'greater than or equal to 1'),
-    (body(temperature=3), 422, 'temperature', 'less than or equal to 2'),
-    (body(n=2), 422, 'n', 'less than or equal to 1'),
-    (body(stop=['a', 'b', 'c', 'd', 'e']), 422, 'stop', 'at most 4'),
-    (body(max_tokens=3, max_completion_tokens=4), 422, 'max_tokens',
+    (body(max_tokens='5'), 400, 'max_tokens', 'integer'),
+    (body(max_tokens=0), 400, 'max_tokens', 'greater than or equal to 1'),
+    (body(temperature=3), 400, 'temperature', 'less than or equal to 2'),
+    (body(n=0), 400, 'n', 'greater than or equal to 1'),
+    (body(stop=['a', 'b', 'c', 'd', 'e']), 400, 'stop', 'at most 4'),
+    (body(max_tokens=3, max_completion_tokens=4), 400, 'max_tokens',
      'differ'),
-    (body(seed=1), 422, 'seed', 'Extra inputs'),
+    (body(response_format={'type': 'json_object'}), 400, 'response_format',
+     'does not support'),
+    (body(logit_bias={'5': 1}), 400, 'logit_bias', 'does not support'),
+    (body(frequency_penalty=3), 400, 'frequency_penalty',
+     'less than or equal to 2'),
+    (body(top_logprobs=21, logprobs=True), 400, 'top_logprobs',
+     'less than or equal to 20'),
+    (body(top_logprobs=2), 400, 'top_logprobs', 'logprobs'),
+    (body(stream_options={'include_usage': True}), 400, 'stream_options',
+     'stream'),
 ])
 def test_malformed_requests_get_openai_error_bodies(data, status, param,
                                                     text):
@@ -63,3 +72,19 @@ def test_malformed_requests_get_openai_error_bodies(data, status, param,
     assert text in error.message
     assert set(error.body()['error']) == {'message', 'type', 'param', 'code'}
     assert error.body()['error']['type'] == 'invalid_request_error'
+
+
+def test_generation_fields_parse_and_harmless_ones_are_ignored(caplog):
+    with caplog.at_level('DEBUG', logger='mmllava.serving.schema'):
+        request = parse_chat_request(body(
+            seed=7, frequency_penalty=0.5, presence_penalty=-0.5, top_k=5,
+            min_tokens=2, logprobs=True, top_logprobs=3, n=2,
+            user='someone', metadata={'run': 'a'}))
+    assert (request.seed, request.top_k, request.min_tokens, request.n) == \
+        (7, 5, 2, 2)
+    assert (request.frequency_penalty, request.presence_penalty) == \
+        (0.5, -0.5)
+    assert request.logprobs and request.top_logprobs == 3
+    ignored = [record.getMessage() for record in caplog.records]
+    assert any("'user'" in line for line in ignored)
+    assert any("'metadata'" in line for line in ignored)

@@ -92,6 +92,10 @@ def test_serve_py_binds_localhost_with_a_key_from_the_environment(
     while not lines.empty():
         output.append(lines.get())
     assert KEY not in ''.join(output)
+    # One access line per request, without the key or the body.
+    access = [line for line in output if '"POST /v1/chat/completions"' in line]
+    assert len(access) == 1 and ' 200 ' in access[0]
+    assert 'What is this' not in ''.join(output)
 
 
 def test_the_defaults_bind_localhost_and_a_missing_key_stops_the_tool(
@@ -103,3 +107,13 @@ def test_the_defaults_bind_localhost_and_a_missing_key_stops_the_tool(
     monkeypatch.delenv(KEY_VARIABLE, raising=False)
     with pytest.raises(SystemExit, match=KEY_VARIABLE):
         serve.read_api_key(KEY_VARIABLE)
+
+
+def test_the_host_header_is_checked_against_the_bound_address():
+    serve = load_serve_module()
+    assert serve.allowed_hosts('127.0.0.1', None) == (
+        '127.0.0.1', 'localhost', '::1')
+    assert serve.allowed_hosts('192.168.1.5', None) == ('192.168.1.5', )
+    assert serve.allowed_hosts('0.0.0.0', None) == ('*', )
+    assert serve.allowed_hosts('0.0.0.0', ['LLaVA.lab']) == ('llava.lab', )
+    assert serve.allowed_hosts('myhost', None) == ('myhost', )

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from mmllava.testing.timeouts import scaled_timeout
+
 REPO = Path(__file__).resolve().parents[2]
 CHAT = REPO / 'tools/chat.py'
 TIMEOUT = 120
@@ -19,7 +21,7 @@ def chat(workspace: Path, stdin: str,
                '--image', 'astronaut.png', '--device', 'cpu',
                '--max-new-tokens', '4', *args]
     return subprocess.run(command, cwd=workspace, input=stdin, text=True,
-                          capture_output=True, timeout=TIMEOUT,
+                          capture_output=True, timeout=scaled_timeout(TIMEOUT),
                           env=dict(os.environ, OMP_NUM_THREADS='1'))
 
 
@@ -40,14 +42,19 @@ def test_piped_question_gets_an_answer(model_workspace):
 def test_commands_and_end_of_input(model_workspace):
     """``/reset`` and ``/image`` start new conversations: the same first
     question about the same image gets the same answer again."""
+    (model_workspace / 'notimage.png').write_text('not an image')
     stdin = ('What is this?\n/reset\nWhat is this?\n/image missing.png\n'
+             '/image notimage.png\nWhat is this?\n'
              '/image coffee.png\nWhat is this?\n/image astronaut.png\n'
              'What is this?\n/help\n')  # no /quit: the input just ends
     run = chat(model_workspace, stdin)
     assert run.returncode == 0, run.stderr[-3000:]
-    first, after_reset, coffee, astronaut = answers(run.stdout)
+    # The question after the refused file is about the image kept.
+    first, after_reset, kept, coffee, astronaut = answers(run.stdout)
     assert first == after_reset == astronaut
     assert 'Image not found: missing.png' in run.stdout
+    assert 'Not an image PIL can read: notimage.png' in run.stdout
+    assert 'New conversation about notimage.png' not in run.stdout
     assert 'New conversation about coffee.png.' in run.stdout
     assert 'Unknown command /help' in run.stdout
 

@@ -1,7 +1,7 @@
 """mmllava against transformers' LlavaForConditionalGeneration, side by side.
 
     python tools/analysis/benchmark.py [--quick] [--device cuda] [--out F]
-        [--parts training,generation,data,anyres]
+        [--parts training,generation,data,anyres,serving]
 
 Builds one random LLaVA (a CLIP ViT 6 x 384 at 224 px / 14, 256 image
 tokens; a Llama 8 x 512, vocabulary 32001; about 70M parameters) twice, in
@@ -24,7 +24,11 @@ the real LLaMA tokenizer) it measures, in this one run:
   values: the largest difference and that fraction are reported);
 - AnyRes against pad at the same base resolution (LLaVA-NeXT's grids at the
   tower's size, spatial_unpad): image tokens, tiles and LLM positions, data
-  path and training samples/s of one model on the image conversations.
+  path and training samples/s of one model on the image conversations;
+- serving (only when asked, ``--parts serving``): 32 concurrent clients on
+  the demo recipe, static batches against continuous batching, the same
+  jobs and arrivals: time to first token, latency, tokens/s, and greedy
+  answers equal to each request generated alone.
 
 See docs/benchmark.md for what each figure means.
 """
@@ -55,6 +59,9 @@ from mmllava.analysis.benchmark.models import (build_baseline, build_mmllava,
                                                save_weights, widen_lm_head)
 from mmllava.analysis.benchmark.report import (format_table, row, save,
                                                training_rows)
+from mmllava.analysis.benchmark.serving import (benchmark_serving,
+                                                build_served_model,
+                                                format_serving_table)
 from mmllava.analysis.benchmark.sizes import get_sizes
 from mmllava.analysis.benchmark.synthetic_data import write_dataset
 from mmllava.analysis.benchmark.training import (Setting, build_run,
@@ -76,7 +83,10 @@ MEMORY_SETTINGS = (BEST, 'baseline_random', 'baseline_best')
 
 
 #: What the benchmark can measure; ``--parts`` picks some.
-PARTS = ('training', 'generation', 'data', 'anyres')
+PARTS = ('training', 'generation', 'data', 'anyres', 'serving')
+#: What it measures unless told.
+DEFAULT_PARTS = ('training', 'generation', 'data', 'anyres')
+REPO = Path(__file__).resolve().parents[2]
 
 
 def parse_parts(value: str) -> list[str]:
@@ -116,7 +126,12 @@ def parse_args():
     parser.add_argument('--batch-size', type=int)
     parser.add_argument('--threads', type=int,
                         help="torch threads (default: torch's choice)")
-    parser.add_argument('--parts', default=','.join(PARTS),
+    parser.add_argument('--serving-clients', type=int, default=32)
+    parser.add_argument('--serving-batch-size', type=int, default=32,
+                        help='most rows per batch, for both schedulers')
+    parser.add_argument('--serving-arrival-gap-ms', type=float, default=50,
+                        help='client i starts i times this after the first')
+    parser.add_argument('--parts', default=','.join(DEFAULT_PARTS),
                         type=parse_parts,
                         help=f'comma-separated parts to run, of '
                         f'{",".join(PARTS)} (default: all)')
@@ -250,10 +265,34 @@ def measure_data_path(sizes, tokenizer, paths,
     return rows, dict(agreement, equal=equal, torch_resize=apart)
 
 
+def measure_serving(args, work_dir: str) -> dict:
+    serving_dir = Path(work_dir, 'serving')
+    serving_dir.mkdir(parents=True, exist_ok=True)
+    model = build_served_model(str(serving_dir), str(REPO), args.device)
+    log('serving: static and continuous batching, same jobs')
+    return benchmark_serving(
+        model, str(serving_dir), num_clients=args.serving_clients,
+        max_batch_size=args.serving_batch_size,
+        arrival_gap_s=args.serving_arrival_gap_ms / 1000)
+
+
+def serving_only(args) -> None:
+    """``--parts serving``: no training data or reference model needed."""
+    with tempfile.TemporaryDirectory() as temporary:
+        result = measure_serving(args, args.work_dir or temporary)
+    print(format_serving_table(result))
+    if args.out:
+        save(args.out, dict(serving=result))
+    if not result['equal']:
+        sys.exit('Checks failed: serving (greedy answers differ)')
+
+
 def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.parts == ['serving']:
+        return serving_only(args)
     sizes = get_sizes(args.quick, num_samples=args.num_samples,
                       epochs=args.epochs, batch_size=args.batch_size)
     temporary = None if args.work_dir else tempfile.TemporaryDirectory()
@@ -299,6 +338,9 @@ def main() -> None:
                                 weights, args.device)
         results['anyres'] = dict(cost, rows=anyres_rows(cost))
         log('AnyRes against pad measured')
+    if 'serving' in args.parts:
+        results['serving'] = measure_serving(args, work_dir)
+        checks['serving'] = dict(equal=results['serving']['equal'])
     results['setup'] = dict(
         sizes=sizes.to_dict(), parameters=num_params, samples=len(samples),
         device=args.device, threads=torch.get_num_threads(), seed=args.seed,
@@ -307,6 +349,8 @@ def main() -> None:
         print(format_table(rows))
     if 'anyres' in results:
         print(format_anyres_table(results['anyres']['rows']))
+    if 'serving' in results:
+        print(format_serving_table(results['serving']))
     failed = [name for name, check in checks.items() if not check['equal']]
     if checks:
         print('checks: ' + ', '.join(

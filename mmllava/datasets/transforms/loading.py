@@ -13,8 +13,9 @@ class LoadImage(BaseTransform):
     """Open ``img_path`` as an RGB PIL image (any PIL mode is converted).
 
     An image given in memory under ``img`` (a PIL image or an ``(H, W)`` /
-    ``(H, W, 3)`` uint8 array, as ``inference_model`` passes it) is used
-    instead of reading ``img_path``.
+    ``(H, W, 3)`` uint8 array, as ``inference_model`` passes it, or a list
+    of them for a conversation about several) is used instead of reading
+    ``img_path``.
 
     Adds ``images``: a list with the image, or an empty list for a text-only
     sample (neither ``img`` nor ``img_path``). A file that cannot be read,
@@ -25,7 +26,10 @@ class LoadImage(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         if results.get('img') is not None:
-            results['images'] = [to_rgb_image(results.pop('img'))]
+            images = results.pop('img')
+            images = images if isinstance(images, (list, tuple)) \
+                else [images]
+            results['images'] = [to_rgb_image(image) for image in images]
             return results
         path = results.get('img_path')
         if path is None:

@@ -77,6 +77,13 @@ def check_image_count(input_ids: list[int], num_images: int,
             f'(each image needs one {IMAGE_PLACEHOLDER} in a human turn).')
 
 
+def num_images(results: dict) -> int:
+    """The sample's images: those loaded, else one for an ``img_path``."""
+    images = results.get('images')
+    return len(images) if images else int(
+        results.get('img_path') is not None)
+
+
 @TRANSFORMS.register_module()
 class TokenizeConversation(BaseTransform):
     """Render ``conversations`` with a chat template and tokenize them.
@@ -148,12 +155,13 @@ class TokenizeConversation(BaseTransform):
             results['input_ids'] = build_generation_prompt(
                 turns, self.template, self.tokenizer, has_image, sample_id,
                 self.special_tokens_in_content)
-            check_image_count(results['input_ids'], int(has_image), sample_id)
+            check_image_count(results['input_ids'], num_images(results),
+                              sample_id)
             return results
         input_ids, labels = tokenize_conversation(
             turns, self.template, self.tokenizer, has_image, sample_id,
             self.special_tokens_in_content)
-        check_image_count(input_ids, int(has_image), sample_id)
+        check_image_count(input_ids, num_images(results), sample_id)
         if self.max_length is not None:
             full_length = len(input_ids)
             input_ids, labels = truncate_to_length(
