@@ -98,7 +98,8 @@ def demo_checkpoint(demo_workspace) -> str:
 
 
 @pytest.mark.slow
-def test_answers_equal_tools_test(demo_workspace, demo_checkpoint, tmp_path):
+def test_answers_equal_tools_test(demo_workspace, demo_checkpoint, tmp_path,
+                                  monkeypatch):
     questions = [json.loads(line) for line in (
         demo_workspace / 'data/demo/eval/questions.jsonl'
     ).read_text().splitlines()][:6]
@@ -116,22 +117,19 @@ def test_answers_equal_tools_test(demo_workspace, demo_checkpoint, tmp_path):
     expected = [json.loads(line) for line in (
         work_dir / 'llava-tiny_demo_vqa_answers.jsonl').read_text(
     ).splitlines()]
-    cwd = os.getcwd()
-    os.chdir(demo_workspace)
-    try:
-        if LMMS_EVAL:
-            # lmms-eval's own construction from --model_args.
-            from mmllava.evaluation.lmms_eval_plugin.models.mmllava import \
-                MMLLaVA
-            adapter = MMLLaVA.create_from_arg_string(
-                f'pretrained={demo_checkpoint},config={VQA_CONFIG}',
-                dict(batch_size=4, device='cpu'))
-        else:
-            adapter = LMMSAdapter(pretrained=demo_checkpoint,
-                                  config=str(VQA_CONFIG), device='cpu',
-                                  batch_size=4)
-    finally:
-        os.chdir(cwd)
+    # The config's relative paths (checkpoints/demo/...) resolve against the
+    # workspace for as long as the adapter lives: it builds parts lazily.
+    monkeypatch.chdir(demo_workspace)
+    if LMMS_EVAL:
+        # lmms-eval's own construction from --model_args.
+        from mmllava.evaluation.lmms_eval_plugin.models.mmllava import MMLLaVA
+        adapter = MMLLaVA.create_from_arg_string(
+            f'pretrained={demo_checkpoint},config={VQA_CONFIG}',
+            dict(batch_size=4, device='cpu'))
+    else:
+        adapter = LMMSAdapter(pretrained=demo_checkpoint,
+                              config=str(VQA_CONFIG), device='cpu',
+                              batch_size=4)
     # A task of the test's own: documents with an image file each.
     docs = [dict(image=demo_workspace / 'data/demo' / q['image'])
             for q in questions]
