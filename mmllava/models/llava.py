@@ -148,6 +148,12 @@ def check_plain_lm_head(config) -> None:
                 'with the plain output embedding and would differ.')
 
 
+def weights_source(part: dict) -> str:
+    """Where a tower's or LLM's weights come from, for the build log."""
+    pretrained = part.get('pretrained')
+    return f'from {pretrained}' if pretrained else 'randomly initialised'
+
+
 @MODELS.register_module()
 class LLaVA(BaseModel):
     """LLaVA: a vision encoder, a projector and a causal LLM.
@@ -265,9 +271,13 @@ class LLaVA(BaseModel):
                     'lora.vision_encoder adapts a frozen vision tower; it '
                     'needs freeze_vision_encoder=True.')
             apply_lora(self, lora)
-        print_log('Trainable parameters: ' + ', '.join(
-            f'{name} {count:,}'
-            for name, count in self.trainable_parameter_counts().items()),
+        print_log(
+            'Built LLaVA: vision tower '
+            f'{weights_source(vision_encoder)}, LLM {weights_source(llm)}, '
+            f'projector {projector_pretrained or "newly initialised"}; '
+            'trainable parameters: ' + ', '.join(
+                f'{name} {count:,}'
+                for name, count in self.trainable_parameter_counts().items()),
             logger='current')
 
     def _set_image_layout(self, image_aspect_ratio: str,

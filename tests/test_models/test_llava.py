@@ -17,6 +17,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import build_generation_prompt
+from mmllava.models import llava as llava_module
 from mmllava.models.llava import load_projector_state, splice_image_features
 from mmllava.models.packed_linears import onednn_available
 from mmllava.registry import MODELS
@@ -701,3 +702,19 @@ def test_llm_with_capped_logits_is_refused(tokenizer):
     # LLM must be refused rather than trained wrongly.
     with pytest.raises(NotImplementedError, match='final_logit_softcapping'):
         build_llava(tokenizer, llm=dict(final_logit_softcapping=30.0))
+
+
+def test_the_build_says_where_each_part_comes_from(tokenizer, tmp_path,
+                                                   monkeypatch):
+    lines = []
+    monkeypatch.setattr(llava_module, 'print_log',
+                        lambda message, **kwargs: lines.append(message))
+    reference = build_llava(tokenizer)
+    path = tmp_path / 'projector.pth'
+    torch.save({f'model.mm_projector.{key}': value for key, value in
+                reference.projector.state_dict().items()}, path)
+    lines.clear()
+    build_llava(tokenizer, projector_pretrained=str(path))
+    assert lines[-1].startswith(
+        'Built LLaVA: vision tower randomly initialised, LLM randomly '
+        f'initialised, projector {path}; trainable parameters: ')
