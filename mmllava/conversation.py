@@ -24,7 +24,9 @@ from mmllava.content_specials import (encode_keeping_text,
                                       holds_special_string, keeps_text,
                                       special_string_spans)
 from mmllava.conversation_chatml import tokenize_chatml_training
+from mmllava.conversation_llama3 import tokenize_llama3_training
 from mmllava.templates import HUMAN, ChatTemplate
+from mmllava.templates.llama3 import LLAVA_LLAMA_3
 from mmllava.templates.turns import checked_turns, move_image_to_front
 
 
@@ -78,11 +80,15 @@ def render_conversation(conversations: Sequence[dict],
     turns = checked_turns(conversations, template, has_image,
                           add_generation_prompt, sample_id)
     segments = [Segment(template.system, False)]
-    for turn in turns:
+    for index, turn in enumerate(turns):
         message = move_image_to_front(turn['value']) if has_image \
             else turn['value']
+        if template.strip_messages:
+            message = message.strip()
         if turn['from'] == HUMAN:
-            segments.append(_fill(template.user, message, False))
+            user = template.first_user if index == 0 and \
+                template.first_user is not None else template.user
+            segments.append(_fill(user, message, False))
         else:
             segments.append(Segment(template.assistant_prefix, False))
             segments.append(_fill(template.assistant, message, True))
@@ -216,7 +222,10 @@ def tokenize_conversation(conversations: Sequence[dict],
         tuple[list[int], list[int]]: ``input_ids`` and ``labels``.
     """
     if template.turn_by_turn:
-        return tokenize_chatml_training(
+        tokenize_turns = tokenize_llama3_training \
+            if template.name == LLAVA_LLAMA_3.name else \
+            tokenize_chatml_training
+        return tokenize_turns(
             conversations, template, tokenizer, has_image,
             sample_id=sample_id,
             special_tokens_in_content=special_tokens_in_content)

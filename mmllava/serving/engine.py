@@ -19,10 +19,15 @@ from mmllava.serving.sampling import (LogprobsRecorder, MinTokensProcessor,
 from mmllava.serving.streaming import (BatchStreamer, RowResult,
                                        RowStoppingCriteria, RowStream)
 from mmllava.templates import LLAVA_SYSTEM, QWEN_SYSTEM, VICUNA_SYSTEM
+from mmllava.templates.chatml_direct import CHATML_DIRECT_SYSTEM
+from mmllava.templates.inst import LLAVA_LLAMA_2_SYSTEM
+from mmllava.templates.llama3 import LLAMA_3_SYSTEM
 
 #: The system prompts templates open with; a request's system message
 #: takes the place of the one its template holds.
-DEFAULT_SYSTEM_PROMPTS = (VICUNA_SYSTEM, LLAVA_SYSTEM, QWEN_SYSTEM)
+DEFAULT_SYSTEM_PROMPTS = (VICUNA_SYSTEM, LLAVA_SYSTEM, QWEN_SYSTEM,
+                          CHATML_DIRECT_SYSTEM, LLAVA_LLAMA_2_SYSTEM,
+                          LLAMA_3_SYSTEM)
 
 
 @dataclass(frozen=True)
@@ -188,10 +193,14 @@ class GenerationEngine:
             if token and token in system:
                 raise ValueError(f'the system message holds the special '
                                  f'token {token!r}, which it may not.')
-        for default in DEFAULT_SYSTEM_PROMPTS:
-            if default in template.system:
-                return dataclasses.replace(
-                    template, system=template.system.replace(default, system))
+        # Most templates open with their system prompt; Llama-2's sits in
+        # its first [INST].
+        for field in ('system', 'first_user'):
+            text = getattr(template, field) or ''
+            for default in DEFAULT_SYSTEM_PROMPTS:
+                if default in text:
+                    return dataclasses.replace(
+                        template, **{field: text.replace(default, system)})
         raise ValueError(f'template {template.name!r} has no system prompt '
                          'to replace; send no system message.')
 

@@ -1,6 +1,7 @@
 """What a chat template is: the roles of LLaVA records and the
 :class:`ChatTemplate` dataclass."""
 from dataclasses import dataclass
+from typing import Optional
 
 
 #: Roles as they are spelled in LLaVA json records.
@@ -25,9 +26,16 @@ class ChatTemplate:
         single_turn_with_image (bool): Whether a conversation must be one
             image-bearing question and one answer (``plain``).
         turn_by_turn (bool): Whether training conversations are tokenized
-            turn by turn, piece by piece, as the official ChatML
-            preprocessing does (:mod:`mmllava.conversation_chatml`), rather
-            than rendered whole. Defaults to False.
+            turn by turn, piece by piece, as the official ChatML and Llama-3
+            preprocessing do (:mod:`mmllava.conversation_chatml`,
+            :mod:`mmllava.conversation_llama3`), rather than rendered whole.
+            Defaults to False.
+        first_user (str, optional): The first user turn, where it differs
+            from later ones (Llama-2 puts the system message inside the
+            first ``[INST]``); None: as ``user``. Defaults to None.
+        strip_messages (bool): Whether messages are stripped of surrounding
+            blanks before they are rendered (Llama-3's chat template
+            ``trim``s them). Defaults to False.
     """
 
     name: str
@@ -38,6 +46,8 @@ class ChatTemplate:
     stop: str
     single_turn_with_image: bool = False
     turn_by_turn: bool = False
+    first_user: Optional[str] = None
+    strip_messages: bool = False
 
 
 def cut_at_stop(text: str, stop: str) -> str:
