@@ -1,16 +1,22 @@
 """Which layout a checkpoint is in, and loading it into a built model:
 mmllava checkpoints, official LLaVA folders, llava-hf folders and
 mmpretrain's LLaVA file."""
+import os
+import re
 from os import PathLike
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import torch
 from mmengine.config import Config
-from mmengine.runner import load_checkpoint
+from mmengine.logging import print_log
+from mmengine.runner.checkpoint import load_state_dict
 
 from mmllava.converters import llava_hf, mmpretrain, official
+from mmllava.converters.deepspeed_checkpoint import \
+    consolidate_deepspeed_checkpoint
 from mmllava.utils.files import is_deepspeed_checkpoint, resolve_checkpoint
+from mmllava.utils.safe_load import load_torch_file
 
 
 #: The layouts :func:`load_pretrained` reads, as named in its errors.
@@ -59,6 +65,23 @@ def detect_layout(path: Union[str, PathLike]) -> str:
                             f'reads. Looked for {looked_for}.')
 
 
+def read_checkpoint(path: str, map_location: Any = None) -> Any:
+    """An mmllava checkpoint as a dict, read safely.
+
+    A training run's work dir stands for its latest checkpoint, so a
+    recipe's ``load_from`` can name the previous stage's work dir. A
+    DeepSpeed checkpoint folder is consolidated in memory into the weights
+    a plain run saves (it cannot be resumed by a plain run: resume it under
+    its ``--strategy``). Files go through :func:`load_torch_file`
+    (``weights_only`` unless unsafe pickles were allowed).
+    """
+    path = resolve_checkpoint(os.path.expanduser(path))
+    if is_deepspeed_checkpoint(path):
+        return consolidate_deepspeed_checkpoint(
+            path, lambda line: print_log(line, logger='current'))
+    return load_torch_file(path, map_location=map_location)
+
+
 def load_pretrained(model: torch.nn.Module, path: Union[str, PathLike],
                     vision_tower: Union[str, PathLike, None] = None) -> str:
     """Load trained weights into ``model``, every key strictly.
@@ -97,8 +120,12 @@ def load_pretrained(model: torch.nn.Module, path: Union[str, PathLike],
         llava_hf.load_into_model(model, str(path))
         return str(path)
     checkpoint = resolve_checkpoint(str(path))
-    load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
-                    logger='silent')
+    state = read_checkpoint(checkpoint, map_location='cpu')
+    state = state.get('state_dict', state)
+    # Keys of a model saved wrapped in DDP, as mmengine's loader strips them.
+    load_state_dict(model, {re.sub(r'^module\.', '', key): value
+                            for key, value in state.items()},
+                    strict=True, logger='silent')
     return checkpoint
 
 

@@ -4,8 +4,7 @@ them in mmllava's registries (the loader: :func:`register_checkpoint_loader`).
 """
 from mmllava.engine.atomic_file_backend import AtomicLocalBackend
 from mmllava.engine.checkpoint_hook import AtomicCheckpointHook
-from mmllava.engine.checkpoint_loader import (load_local_checkpoint,
-                                              register_checkpoint_loader)
+from mmllava.engine.checkpoint_loader import register_checkpoint_loader
 from mmllava.engine.hooks import (ImageGainHook, NonFiniteLossHook,
                                   RNGStateHook, SampleAnswersHook,
                                   StrictLoadHook)
@@ -18,4 +17,4 @@ __all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend',
            'GuardedAmpOptimWrapper', 'GuardedOptimWrapper', 'ImageGainHook',
            'NonFiniteLossHook', 'RNGStateHook', 'ResumableEpochBasedTrainLoop',
            'ResumableTestLoop', 'SampleAnswersHook', 'StrictLoadHook',
-           'load_local_checkpoint', 'register_checkpoint_loader']
+           'register_checkpoint_loader']

@@ -13,6 +13,7 @@ import torch
 
 from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.delta import apply_delta
+from mmllava.setup_env import register_all_modules
 
 
 def main() -> None:
@@ -25,6 +26,7 @@ def main() -> None:
                         'float64 delta gives the base\'s)')
     parser.add_argument('--max-shard-size', default='2GB')
     args = parse_args(parser)
+    register_all_modules()
     apply_delta(args.base, args.delta, args.out,
                 dtype=getattr(torch, args.dtype) if args.dtype else None,
                 max_shard_size=args.max_shard_size, log=progress_logger())

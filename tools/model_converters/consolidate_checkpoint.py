@@ -13,6 +13,7 @@ import argparse
 from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.deepspeed_checkpoint import \
     consolidate_deepspeed_checkpoint_file
+from mmllava.setup_env import register_all_modules
 from mmllava.utils.files import resolve_checkpoint
 
 
@@ -22,6 +23,7 @@ def main() -> None:
                         help='DeepSpeed checkpoint folder, or a work dir')
     parser.add_argument('out', help='output .pth file')
     args = parse_args(parser)
+    register_all_modules()
     consolidate_deepspeed_checkpoint_file(
         resolve_checkpoint(args.checkpoint), args.out, progress_logger())
 

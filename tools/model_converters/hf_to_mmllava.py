@@ -11,6 +11,7 @@ import argparse
 
 from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.llava_hf import convert_hf_to_mmllava
+from mmllava.setup_env import register_all_modules
 
 
 def main() -> None:
@@ -19,6 +20,7 @@ def main() -> None:
     parser.add_argument('out', help='output folder')
     parser.add_argument('--max-shard-size', default='2GB')
     args = parse_args(parser)
+    register_all_modules()
     config = convert_hf_to_mmllava(args.hf_dir, args.out,
                                    max_shard_size=args.max_shard_size,
                                    log=progress_logger())

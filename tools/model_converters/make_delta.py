@@ -13,6 +13,7 @@ import torch
 
 from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.delta import make_delta
+from mmllava.setup_env import register_all_modules
 
 
 def main() -> None:
@@ -26,6 +27,7 @@ def main() -> None:
                         'trip)')
     parser.add_argument('--max-shard-size', default='2GB')
     args = parse_args(parser)
+    register_all_modules()
     make_delta(args.base, args.target, args.out,
                dtype=torch.float64 if args.exact else None,
                max_shard_size=args.max_shard_size, log=progress_logger())

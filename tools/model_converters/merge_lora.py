@@ -12,6 +12,7 @@ import argparse
 
 from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.lora import merge_lora
+from mmllava.setup_env import register_all_modules
 
 
 def main() -> None:
@@ -21,6 +22,7 @@ def main() -> None:
     parser.add_argument('out', help='output folder')
     parser.add_argument('--max-shard-size', default='2GB')
     args = parse_args(parser)
+    register_all_modules()
     merge_lora(args.lora_dir, args.base_llm_dir, args.out,
                args.max_shard_size, progress_logger())
 

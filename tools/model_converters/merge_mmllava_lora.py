@@ -16,6 +16,7 @@ import argparse
 
 from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.mmllava_lora import merge_lora_checkpoint
+from mmllava.setup_env import register_all_modules
 
 
 def main() -> None:
@@ -24,6 +25,7 @@ def main() -> None:
     parser.add_argument('checkpoint', help='its checkpoint or work dir')
     parser.add_argument('out', help='output folder')
     args = parse_args(parser)
+    register_all_modules()
     merge_lora_checkpoint(args.config, args.checkpoint, args.out,
                           progress_logger())
 

@@ -13,6 +13,7 @@ import argparse
 
 from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.llava_hf import convert_mmllava_to_hf
+from mmllava.setup_env import register_all_modules
 
 
 def main() -> None:
@@ -21,6 +22,7 @@ def main() -> None:
     parser.add_argument('paths', nargs='+', metavar='[CHECKPOINT] OUT')
     parser.add_argument('--max-shard-size', default='2GB')
     args = parse_args(parser)
+    register_all_modules()
     if len(args.paths) > 2:
         parser.error('give CONFIG [CHECKPOINT] OUT')
     checkpoint = args.paths[0] if len(args.paths) == 2 else None

@@ -19,6 +19,7 @@ from mmllava.model_index import load_config
 from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.mmpretrain import to_mmpretrain_states
 from mmllava.converters.native import read_weights
+from mmllava.setup_env import register_all_modules
 
 
 def main() -> None:
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument('--vision-tower-out', help='also write the tower as '
                         "mmpretrain's VisionTransformer checkpoint here")
     args = parse_args(parser)
+    register_all_modules()
     if len(args.paths) > 2:
         parser.error('give CONFIG [CHECKPOINT] OUT')
     checkpoint = args.paths[0] if len(args.paths) == 2 else None

@@ -14,6 +14,7 @@ from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.native import read_weights
 from mmllava.converters.official import (convert_mmllava_to_official,
                                          write_projector_bin)
+from mmllava.setup_env import register_all_modules
 
 
 def main() -> None:
@@ -29,6 +30,7 @@ def main() -> None:
                         help='write only the stage-1 mm_projector.bin')
     parser.add_argument('--max-shard-size', default='2GB')
     args = parse_args(parser)
+    register_all_modules()
     if len(args.paths) > 2:
         parser.error('give CONFIG [CHECKPOINT] OUT')
     checkpoint = args.paths[0] if len(args.paths) == 2 else None

@@ -23,6 +23,7 @@ import torch
 from mmllava.model_index import load_config
 from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.mmpretrain import to_mmllava_state, vocab_size_of
+from mmllava.setup_env import register_all_modules
 
 
 def main() -> None:
@@ -34,6 +35,7 @@ def main() -> None:
                         "mmpretrain CLIP ViT checkpoint (default: the file's"
                         ' tower, else the config\'s tower folder)')
     args = parse_args(parser)
+    register_all_modules()
     log = progress_logger()
     cfg = load_config(args.config)
     with warnings.catch_warnings(record=True) as caught:

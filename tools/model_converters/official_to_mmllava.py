@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from mmllava.converters.cli import parse_args, progress_logger, run
 from mmllava.converters.official import (convert_official_to_mmllava,
                                          read_projector_bin)
+from mmllava.setup_env import register_all_modules
 
 
 def main() -> None:
@@ -33,6 +34,7 @@ def main() -> None:
                         help='chat template the model was trained with')
     parser.add_argument('--max-shard-size', default='2GB')
     args = parse_args(parser)
+    register_all_modules()
     log = progress_logger()
     if Path(args.source).is_file():
         state = read_projector_bin(args.source)
