@@ -4,6 +4,7 @@ recipe is run under mixed precision or a sharding strategy (DeepSpeed,
 FSDP)."""
 import argparse
 import importlib.util
+import logging
 import os.path as osp
 from typing import Optional
 
@@ -11,11 +12,13 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.dist import barrier, is_distributed
+from mmengine.logging import print_log
 from mmengine.utils import import_modules_from_strings
 
 from mmllava.utils.config_checks import (check_option_types,
                                          check_settings_agree,
                                          warn_unknown_top_level_keys)
+from mmllava.utils.extension_locks import build_lock_warning
 
 
 def close_process_groups() -> None:
@@ -219,5 +222,8 @@ def apply_strategy(cfg: Config) -> Config:
             and wrapper.optimizer.type == 'AdamW'):
         wrapper.optimizer.type = 'DeepSpeedCPUAdam'
         wrapper.optimizer.adamw_mode = True
+        lock_warning = build_lock_warning('cpu_adam')
+        if lock_warning:
+            print_log(lock_warning, logger='current', level=logging.WARNING)
     wrapper.type = 'DeepSpeedOptimWrapper'
     return cfg
