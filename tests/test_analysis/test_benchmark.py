@@ -111,6 +111,7 @@ def test_equality_checks_ran_and_passed(quick_run):
     assert 'checks: logits ok' in stdout and 'FAILED' not in stdout
 
 
+@pytest.mark.slow
 def test_parts_runs_only_the_parts_named(tmp_path):
     out = tmp_path / 'results.json'
     result = subprocess.run(
@@ -125,6 +126,7 @@ def test_parts_runs_only_the_parts_named(tmp_path):
     assert 'training' not in results and 'generation' not in results
 
 
+@pytest.mark.slow
 def test_parts_refuses_an_unknown_part():
     result = subprocess.run(
         [sys.executable, str(TOOL), '--quick', '--parts', 'data,trianing'],
@@ -154,6 +156,7 @@ def llava_next_counts(image_sizes, pinpoints, tile, patch):
     return tokens, tiles
 
 
+@pytest.mark.slow
 def test_anyres_part_counts_as_transformers(tmp_path):
     out = tmp_path / 'results.json'
     result = subprocess.run(

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mmengine._strategy import DeepSpeedStrategy
 
 from mmllava.testing.timeouts import scaled_timeout
@@ -55,6 +56,7 @@ print(json.dumps(dict(
 '''
 
 
+@pytest.mark.slow
 def test_importing_mmllava_patches_nothing_and_set_up_applies_all():
     run = subprocess.run([sys.executable, '-c', PROBE], cwd=REPO,
                          capture_output=True, text=True,

@@ -99,6 +99,7 @@ def test_merged_llm_gives_the_adapters_logits(lora_run, tmp_path):
     assert (tmp_path / 'out/tokenizer.model').is_file()
 
 
+@pytest.mark.slow
 def test_cli_merges_and_names_missing_files(lora_run, tmp_path):
     root, _ = lora_run
     tool = REPO / 'tools/model_converters/merge_lora.py'

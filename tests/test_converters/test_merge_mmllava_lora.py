@@ -82,6 +82,7 @@ def test_get_model_loads_a_lora_checkpoint_with_its_config(
     torch.testing.assert_close(logits(model), expected, atol=0, rtol=0)
 
 
+@pytest.mark.slow
 def test_merge_tool_writes_a_plain_checkpoint_with_the_same_logits(
         model_workspace, lora_run, tmp_path, monkeypatch):
     _, expected = lora_run

@@ -53,6 +53,7 @@ def alone(captioner, photo_folder) -> dict:
         for name in PHOTOS}
 
 
+@pytest.mark.slow
 def test_batches_caption_as_one_at_a_time(captioner, photo_folder, alone,
                                           tmp_path):
     assert len(set(alone.values())) > 1  # the photos are told apart

@@ -59,6 +59,7 @@ def stage_losses(cwd: Path, stage: str) -> list[float]:
     return losses
 
 
+@pytest.mark.slow
 def test_demo_makes_its_assets_and_draws_the_curves(demo):
     cwd, result = demo
     check_exit(result)
@@ -135,6 +136,7 @@ def test_the_trained_model_uses_its_images(demo):
     assert 'held-out image gain' in result.stdout
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_finished_stages(demo):
     cwd, result = demo
     check_exit(result)
@@ -148,6 +150,7 @@ def test_resume_keeps_the_finished_stages(demo):
     assert 'VQA exact match' in resumed.stdout
 
 
+@pytest.mark.slow
 def test_stage1_resumes_for_one_more_epoch(demo):
     cwd, result = demo
     check_exit(result)

@@ -16,9 +16,11 @@ order.
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import mmengine
 import pytest
@@ -48,13 +50,17 @@ OPTIONS = (
     'train_dataloader.persistent_workers=False', 'param_scheduler=None',
     'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=1',
     'default_hooks.checkpoint.max_keep_ckpts=1')
+pytestmark = pytest.mark.distributed
+
 TIMEOUT = 300
 
 
 def start(cwd: Path, work_dir: str, processes: int, epochs: int,
-          *args: str, config: Path = CONFIG) -> subprocess.Popen:
+          *args: str, config: Path = CONFIG,
+          extra_env: Optional[dict] = None) -> subprocess.Popen:
     """Start tools/train.py on ``processes`` processes (torchrun beyond
-    one), each with a batch of ``GLOBAL_BATCH / processes``."""
+    one), each with a batch of ``GLOBAL_BATCH / processes``, in a session
+    of its own (so that a run that overstays is killed whole)."""
     launcher = [sys.executable, str(TRAIN)] if processes == 1 else [
         sys.executable, '-m', 'torch.distributed.run',
         f'--nproc_per_node={processes}', '--standalone',  # a free port
@@ -62,15 +68,24 @@ def start(cwd: Path, work_dir: str, processes: int, epochs: int,
     command = [*launcher, str(config), '--work-dir', work_dir, *args,
                '--cfg-options', *OPTIONS, f'train_cfg.max_epochs={epochs}',
                f'train_dataloader.batch_size={GLOBAL_BATCH // processes}']
-    env = dict(os.environ, OMP_NUM_THREADS='1', DS_ACCELERATOR='cpu')
+    env = dict(os.environ, OMP_NUM_THREADS='1', DS_ACCELERATOR='cpu',
+               **(extra_env or {}))
     return subprocess.Popen(command, cwd=cwd, env=env,
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
 
 
 def finish(process: subprocess.Popen) -> str:
-    """Wait for a :func:`start` ed run; its output."""
-    output, _ = process.communicate(timeout=scaled_timeout(TIMEOUT))
+    """Wait for a :func:`start` ed run; its output. A run past its time is
+    killed with its workers, so that none goes on eating the machine."""
+    try:
+        output, _ = process.communicate(timeout=scaled_timeout(TIMEOUT))
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        raise AssertionError(f'{" ".join(process.args)} ran past '
+                             f'{scaled_timeout(TIMEOUT):.0f} s:\n'
+                             f'{output[-4000:]}') from None
     assert process.returncode == 0, (
         f'{" ".join(process.args)} exited {process.returncode}:\n'
         f'{output[-4000:]}')
@@ -212,12 +227,16 @@ def test_fsdp_checkpoint_loads_in_get_model(workspace, fsdp, monkeypatch):
         assert torch.equal(state[key], value), key
 
 
-def test_zero3_offload_trains_as_one_process(workspace, one_process):
+def test_zero3_offload_trains_as_one_process(workspace, one_process,
+                                            tmp_path):
     """Weights and optimizer states on the CPU; the recipe's AdamW becomes
-    DeepSpeed's CPU Adam (its C++ op is compiled on first use), which must
-    step as torch's AdamW does."""
+    DeepSpeed's CPU Adam (its C++ op is compiled on first use, here into a
+    folder of the test's own: a lock left in the shared one by a killed
+    build would make it wait forever), which must step as torch's AdamW
+    does."""
     output = train(workspace, 'dist_zero3_offload', 2, 2, '--strategy',
-                   'deepspeed_zero3_offload')
+                   'deepspeed_zero3_offload',
+                   extra_env={'TORCH_EXTENSIONS_DIR': str(tmp_path)})
     assert 'DeepSpeedCPUAdam' in output
     assert_same_weights(final_weights(workspace / 'dist_zero3_offload'),
                         final_weights(one_process))
@@ -286,11 +305,13 @@ def test_lora_under_zero3_with_bf16_trains_and_merges(workspace,
         assert torch.equal(stored, base[key].to(torch.bfloat16).float())
 
     merged = workspace / 'lora_zero3_merged'
-    subprocess.run(
+    result = subprocess.run(
         [sys.executable,
          str(REPO / 'tools/model_converters/merge_mmllava_lora.py'),
          str(config), 'dist_lora_zero3', str(merged)],
-        check=True, cwd=workspace)
+        cwd=workspace, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, timeout=scaled_timeout(TIMEOUT))
+    assert result.returncode == 0, result.stdout[-3000:]
     state = torch.load(merged / 'model.pth', map_location='cpu',
                        weights_only=True)['state_dict']
     assert not any('lora_' in key for key in state)

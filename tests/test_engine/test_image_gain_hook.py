@@ -251,6 +251,7 @@ def test_kinds_select_the_records_measured(folder, tokenizer):
                    kinds=('count',)).before_train(fake_runner(model)[0])
 
 
+@pytest.mark.slow
 def test_the_scalars_reach_a_runners_scalar_log(folder, tokenizer,
                                                  tmp_path):
     model = build_model(tokenizer)

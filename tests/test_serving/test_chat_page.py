@@ -29,9 +29,9 @@ RECORD_ANSWER = """() => {
     }).observe(document.getElementById('messages'),
                {subtree: true, childList: true, characterData: true});
 }"""
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     shutil.which(CHROMIUM) is None,
-    reason=f'needs Chromium at {CHROMIUM} (apt-get install chromium)')
+    reason=f'needs Chromium at {CHROMIUM} (apt-get install chromium)')]
 
 DONE = """(count) => document.querySelectorAll('.assistant').length === count
     && !document.getElementById('send').disabled"""

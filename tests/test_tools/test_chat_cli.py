@@ -30,6 +30,7 @@ def answers(stdout: str) -> list[str]:
             if line.startswith('ASSISTANT: ')]
 
 
+@pytest.mark.slow
 def test_piped_question_gets_an_answer(model_workspace):
     run = chat(model_workspace, 'What is this?\n/quit\nNot asked.\n')
     assert run.returncode == 0, run.stderr[-3000:]
@@ -39,6 +40,7 @@ def test_piped_question_gets_an_answer(model_workspace):
     assert 'Not asked.' not in run.stdout
 
 
+@pytest.mark.slow
 def test_commands_and_end_of_input(model_workspace):
     """``/reset`` and ``/image`` start new conversations: the same first
     question about the same image gets the same answer again."""
@@ -59,6 +61,7 @@ def test_commands_and_end_of_input(model_workspace):
     assert 'Unknown command /help' in run.stdout
 
 
+@pytest.mark.slow
 def test_missing_image_exits_with_an_error(model_workspace):
     run = chat(model_workspace, '', '--image', 'missing.png')
     assert run.returncode == 1

@@ -103,6 +103,7 @@ def test_cannot_run_exits_2(workspace, capsys):
     assert '--image-folder' in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_as_a_command(workspace):
     """Run as a user would: the exit status and the summary."""
     run = subprocess.run(

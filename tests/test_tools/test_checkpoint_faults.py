@@ -50,6 +50,7 @@ def two_epochs(demo_workspace) -> Path:
     return demo_workspace / 'faults_two_epochs'
 
 
+@pytest.mark.slow
 def test_a_new_run_does_not_overwrite_an_earlier_run(demo_workspace,
                                                      two_epochs):
     before = {path.name: path.read_bytes()
@@ -63,6 +64,7 @@ def test_a_new_run_does_not_overwrite_an_earlier_run(demo_workspace,
             for path in two_epochs.glob('epoch_*.pth')} == before
 
 
+@pytest.mark.slow
 def test_resume_skips_a_truncated_checkpoint_without_last_checkpoint(
         demo_workspace, two_epochs):
     work_dir = demo_workspace / 'faults_truncated'
@@ -103,6 +105,7 @@ def lora_like(checkpoint: str, out: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_does_not_fit_the_test_config_stops_the_test(
         demo_workspace, demo_vqa_checkpoint, tmp_path):
     checkpoint = lora_like(demo_vqa_checkpoint, tmp_path / 'lora_run.pth')

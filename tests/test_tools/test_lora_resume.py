@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -65,6 +66,7 @@ def load(path: Path) -> dict:
     return torch.load(path, map_location='cpu', weights_only=True)
 
 
+@pytest.mark.slow
 def test_lora_run_resumes_bit_exact(demo_workspace, tmp_path,
                                     differing_tensors):
     config = write_config(tmp_path)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import save_file
 from transformers import LlavaForConditionalGeneration
@@ -30,6 +31,7 @@ def checkpoint_state(workspace):
     return torch.load(workspace / 'ft.pth', weights_only=True)['state_dict']
 
 
+@pytest.mark.slow
 def test_export_to_hf_then_import_back(model_workspace, tmp_path):
     hf_dir, mm_dir = tmp_path / 'hf', tmp_path / 'mm'
     result = tool('mmllava_to_hf', NAME, 'ft.pth', hf_dir,
@@ -51,6 +53,7 @@ def test_export_to_hf_then_import_back(model_workspace, tmp_path):
         assert torch.equal(value[:len(original)], original), key
 
 
+@pytest.mark.slow
 def test_official_round_trip_and_projector_bin(model_workspace, tmp_path):
     official, mm_dir = tmp_path / 'official', tmp_path / 'mm'
     result = tool('mmllava_to_official', NAME, 'ft.pth', official,
@@ -79,6 +82,7 @@ def test_official_round_trip_and_projector_bin(model_workspace, tmp_path):
         projector.keys()
 
 
+@pytest.mark.slow
 def test_delta_tools_round_trip(tmp_path):
     generator = torch.Generator().manual_seed(0)
     base = {'model.embed_tokens.weight': torch.randn(6, 4,
@@ -107,6 +111,7 @@ def test_delta_tools_round_trip(tmp_path):
     assert all(torch.equal(merged[key], target[key]) for key in target)
 
 
+@pytest.mark.slow
 def test_errors_name_the_file(tmp_path):
     result = tool('apply_delta', tmp_path / 'nowhere', tmp_path / 'delta',
                   tmp_path / 'out')

@@ -88,6 +88,7 @@ def vqa_run(demo_workspace, checkpoint):
     return run, demo_workspace / 'test_vqa'
 
 
+@pytest.mark.slow
 def test_vqa_answers_every_question_once_in_order(demo_workspace, vqa_run):
     _, work_dir = vqa_run
     questions = read_jsonl(demo_workspace / 'data/demo/eval/questions.jsonl')
@@ -114,6 +115,7 @@ def test_vqa_prints_and_saves_the_metric(vqa_run):
     assert f'{accuracy[0]}: ' in run.stdout
 
 
+@pytest.mark.slow
 def test_caption_writes_coco_results_and_scores(demo_workspace, checkpoint):
     run = run_test(demo_workspace, CAPTION_CONFIG, checkpoint, 'test_caption')
     work_dir = demo_workspace / 'test_caption'
@@ -147,6 +149,7 @@ def photo_answers_one_by_one(demo_workspace, checkpoint, photo_questions):
                          'photos_bs1', 'test_dataloader.batch_size=1')
 
 
+@pytest.mark.slow
 def test_batch_of_8_answers_as_batch_of_1(demo_workspace, checkpoint,
                                           photo_questions,
                                           photo_answers_one_by_one):
@@ -158,6 +161,7 @@ def test_batch_of_8_answers_as_batch_of_1(demo_workspace, checkpoint,
     assert [a['text'] for a in batched] == texts
 
 
+@pytest.mark.distributed
 def test_two_processes_answer_each_question_once_in_order(
         demo_workspace, checkpoint, photo_questions,
         photo_answers_one_by_one):
@@ -172,6 +176,7 @@ def test_two_processes_answer_each_question_once_in_order(
         [a['text'] for a in photo_answers_one_by_one[:7]]
 
 
+@pytest.mark.slow
 def test_blind_run_blanks_the_images(demo_workspace, checkpoint,
                                      photo_questions,
                                      photo_answers_one_by_one):

@@ -87,6 +87,7 @@ def llm_weights(workspace: Path) -> dict:
     return load_file(workspace / 'checkpoints/demo/llm/model.safetensors')
 
 
+@pytest.mark.slow
 def test_stage1_saves_a_resumable_checkpoint(workspace, stage1):
     check_exit(stage1)
     checkpoint = last_checkpoint(workspace / 'w1')
@@ -107,6 +108,7 @@ def test_stage1_leaves_the_llm_unchanged(workspace, stage1):
         assert torch.equal(saved[key], value), f'stage 1 changed llm.{key}'
 
 
+@pytest.mark.slow
 def test_stage1_resumes_for_one_more_epoch(workspace, stage1):
     check_exit(stage1)
     # A copy, so that the stage-2 test still finds the stage-1 result.
@@ -130,6 +132,7 @@ def test_stage1_resumes_for_one_more_epoch(workspace, stage1):
     assert len(losses) == 1
 
 
+@pytest.mark.slow
 def test_stage2_starts_from_the_stage1_projector(workspace, stage1):
     check_exit(stage1)
     # Another seed than stage 1's: a projector that was not loaded would
@@ -157,6 +160,7 @@ def test_stage2_starts_from_the_stage1_projector(workspace, stage1):
     assert losses and all(math.isfinite(loss) for loss in losses)
 
 
+@pytest.mark.slow
 def test_unknown_config_key_fails_loudly(workspace):
     run = train(workspace, STAGE1_CONFIG, 'w_bad',
                 options=('model.not_a_key=1', ))

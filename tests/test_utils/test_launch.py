@@ -24,6 +24,7 @@ print(f'rank {rank} initialized after closing: {dist.is_initialized()}')
 """
 
 
+@pytest.mark.distributed
 def test_every_rank_leaves_with_its_groups_destroyed(tmp_path):
     script = tmp_path / 'close.py'
     script.write_text(RANK_SCRIPT)

@@ -120,6 +120,7 @@ def test_tools_flag_opts_in_every_process(monkeypatch):
     assert os.environ[ALLOW_UNSAFE_PICKLE_ENV] == '1'
 
 
+@pytest.mark.slow
 def test_converter_refuses_in_one_line(hostile, tmp_path):
     path, marker = hostile
     run = subprocess.run(
