@@ -15,6 +15,7 @@ from mmengine.registry import \
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
 from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
+from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.registry import Registry
 from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
@@ -45,6 +46,9 @@ HOOKS = Registry(
     locations=['mmllava.engine'])
 OPTIM_WRAPPERS = Registry(
     'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='mmllava',
+    locations=['mmllava.engine'])
+RUNNERS = Registry(
+    'runner', parent=MMENGINE_RUNNERS, scope='mmllava',
     locations=['mmllava.engine'])
 
 # Children that mmllava adds nothing to: the runner builds optimizers,

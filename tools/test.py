@@ -100,13 +100,15 @@ def main() -> None:
     args = parse_args()
     from mmengine.config import Config
     from mmengine.dist import is_main_process
-    from mmengine.runner import Runner
+    from mmengine.registry import RUNNERS
 
     from mmllava.setup_env import register_all_modules
     from mmllava.utils.launch import close_process_groups
     register_all_modules()
     cfg = merge_args(Config.fromfile(args.config), args)
-    runner = Runner.from_cfg(cfg)
+    # The config's runner_type (mmllava's quiet Runner), mmengine's Runner
+    # where it names none.
+    runner = RUNNERS.build(cfg)
     metrics = runner.test()
     if is_main_process():
         metrics_file = Path(cfg.answer_file).with_suffix('.metrics.json')

@@ -76,7 +76,6 @@ def main() -> None:
     from mmengine.config import Config
     from mmengine.logging import print_log
     from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
 
     from mmllava.engine.resume import resume_checkpoint
     from mmllava.setup_env import register_all_modules
@@ -109,8 +108,9 @@ def main() -> None:
         cfg.resume = True
         cfg.load_from = args.resume
     cfg = adapt_to_machine(cfg)
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg \
-        else Runner.from_cfg(cfg)
+    # The config's runner_type (mmllava's quiet Runner, or FlexibleRunner
+    # with a strategy), mmengine's Runner where it names none.
+    runner = RUNNERS.build(cfg)
     runner.train()
     close_process_groups()
 

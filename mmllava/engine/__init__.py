@@ -12,9 +12,11 @@ from mmllava.engine.loops import ResumableEpochBasedTrainLoop
 from mmllava.engine.optim_wrappers import (GuardedAmpOptimWrapper,
                                            GuardedOptimWrapper)
 from mmllava.engine.resumable_test_loop import ResumableTestLoop
+from mmllava.engine.runners import LLaVAFlexibleRunner, LLaVARunner
 
 __all__ = ['AtomicCheckpointHook', 'AtomicLocalBackend',
            'GuardedAmpOptimWrapper', 'GuardedOptimWrapper', 'ImageGainHook',
+           'LLaVAFlexibleRunner', 'LLaVARunner',
            'NonFiniteLossHook', 'RNGStateHook', 'ResumableEpochBasedTrainLoop',
            'ResumableTestLoop', 'SampleAnswersHook', 'StrictLoadHook',
            'register_checkpoint_loader']

@@ -24,7 +24,7 @@ def test_deepspeed_takes_over_clipping_accumulation_and_micro_batch():
     cfg = recipe('llava-1.5-7b_pretrain.py', 'deepspeed_zero2')
     cfg.optim_wrapper.accumulative_counts = 2
     cfg = apply_strategy(cfg)
-    assert cfg.runner_type == 'FlexibleRunner'
+    assert cfg.runner_type == 'mmllava.LLaVAFlexibleRunner'
     assert cfg.optim_wrapper.type == 'DeepSpeedOptimWrapper'
     assert 'clip_grad' not in cfg.optim_wrapper
     assert cfg.optim_wrapper.optimizer.type == 'AdamW'

@@ -1,4 +1,7 @@
 default_scope = 'mmllava'
+# mmengine's Runner; the environment, config and hook table go to the log
+# file only (mmllava/engine/runners.py).
+runner_type = 'mmllava.LLaVARunner'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

@@ -6,7 +6,7 @@
 # apply_strategy); `--amp` turns on DeepSpeed's bf16 (or fp16) mode.
 # Checkpoints are DeepSpeed folders: tools/model_converters/
 # consolidate_checkpoint.py turns one into an mmllava checkpoint.
-runner_type = 'FlexibleRunner'
+runner_type = 'mmllava.LLaVAFlexibleRunner'  # mmengine's, quiet at the start
 strategy = dict(
     type='DeepSpeedStrategy',
     zero_optimization=dict(

@@ -2,7 +2,7 @@
 # weights, gradients and optimizer states are all sharded; each layer's
 # weights are gathered for its forward and backward. See
 # deepspeed_zero2.py for how tools/train.py uses this file.
-runner_type = 'FlexibleRunner'
+runner_type = 'mmllava.LLaVAFlexibleRunner'  # mmengine's, quiet at the start
 strategy = dict(
     type='DeepSpeedStrategy',
     zero_optimization=dict(

@@ -5,7 +5,7 @@
 # on rank 0, so that they load like any mmllava checkpoint.
 # `tools/train.py CONFIG --strategy fsdp` merges this file into CONFIG; on a
 # machine without CUDA the processes run on the CPU (gloo).
-runner_type = 'FlexibleRunner'
+runner_type = 'mmllava.LLaVAFlexibleRunner'  # mmengine's, quiet at the start
 strategy = dict(
     type='FSDPStrategy',
     model_wrapper=dict(type='MMFullyShardedDataParallel',
