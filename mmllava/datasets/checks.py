@@ -21,13 +21,12 @@ from typing import Callable, Optional, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
-from mmllava.constants import (IGNORE_INDEX, IMAGE_PLACEHOLDER,
-                               IMAGE_TOKEN_INDEX)
+from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import tokenize_conversation
-from mmllava.datasets.records import check_record, read_records
+from mmllava.conversation_rules import record_problems
+from mmllava.datasets.records import read_records
 from mmllava.datasets.transforms.tokenize import truncate_to_length
-from mmllava.templates import GPT, HUMAN, ChatTemplate
-from mmllava.templates.turns import move_image_to_front
+from mmllava.templates import ChatTemplate
 
 #: Every problem code, in report order, with what it means.
 REASONS = {
@@ -291,112 +290,14 @@ def _parse_records(data_file: str,
 
 # --- a record's text --------------------------------------------------------
 
-def check_fields(record: object, index: int, data_file: str
-                 ) -> list[Problem]:
-    """The dataset's structural check (:func:`check_record`), as problems."""
-    record_id = record.get('id') if isinstance(record, dict) else None
-    problems = []
-    try:
-        check_record(record, index, data_file)
-    except ValueError as error:
-        # check_record's message starts with the file and the record.
-        message = str(error).split('): ', 1)[-1]
-        problems.append(Problem('malformed_fields', message, index,
-                                record_id))
-    if isinstance(record, dict) and 'id' in record and \
-            not isinstance(record['id'], (str, int)):
-        problems.append(Problem(
-            'malformed_fields', '"id" must be a string or an integer, got '
-            f'{type(record["id"]).__name__}', index, record_id))
-    return problems
-
-
-def check_turns(record: dict, index: int) -> list[Problem]:
-    """Turn order, empty turns and ``<image>`` placement of a record that
-    passed :func:`check_fields`. Every fault is reported, not the first."""
-    record_id = record.get('id')
-    problems = []
-
-    def add(code: str, message: str):
-        problems.append(Problem(code, message, index, record_id))
-
-    turns = record['conversations']
-    # As in rendering: a leading "gpt" turn is dropped.
-    first = 1 if turns[0]['from'] == GPT else 0
-    body = turns[first:]
-    for position, turn in enumerate(body):
-        expected = HUMAN if position % 2 == 0 else GPT
-        if turn['from'] != expected:
-            add('roles_out_of_order',
-                f'turn {position + first} is from {turn["from"]!r}, '
-                f'expected {expected!r} (turns must alternate human, gpt)')
-            break
-    else:
-        if body and body[-1]['from'] == HUMAN:
-            add('unpaired_turn', f'turn {len(turns) - 1} (human) has no '
-                'answer after it')
-    for position, turn in enumerate(body, first):
-        if not turn['value'].strip():
-            add('empty_answer' if turn['from'] == GPT else 'empty_question',
-                f'turn {position} ({turn["from"]}) is '
-                f'{"empty" if not turn["value"] else "blank"}')
-    # As in the official code, a text-only record's "<image>" is plain text.
-    if 'image' in record:
-        problems += check_placeholders(record, index, first)
-    return problems
-
-
-def check_placeholders(record: dict, index: int,
-                       first: int) -> list[Problem]:
-    """``<image>`` placement in a record with an image, as rendering sees
-    it: in each human turn, every ``<image>`` is removed and one put in
-    front (:func:`move_image_to_front`), so exactly one human turn must hold
-    it, and hold exactly one after the move.
-
-    Args:
-        record (dict): A record with an ``image`` that passed
-            :func:`check_fields`.
-        index (int): The record's position in the file.
-        first (int): Position of the first rendered turn (1 when a leading
-            "gpt" turn is dropped).
-    """
-    record_id = record.get('id')
-    problems = []
-
-    def add(code: str, message: str):
-        problems.append(Problem(code, message, index, record_id))
-
-    body = list(enumerate(record['conversations']))[first:]
-    with_placeholder = []
-    for position, turn in body:
-        count = turn['value'].count(IMAGE_PLACEHOLDER)
-        if not count:
-            continue
-        if turn['from'] == GPT:
-            add('image_count_mismatch', f'turn {position} holds '
-                f'{IMAGE_PLACEHOLDER} in an answer')
-            continue
-        with_placeholder.append(position)
-        rendered = move_image_to_front(turn['value']).count(
-            IMAGE_PLACEHOLDER)
-        if rendered != 1:
-            add('nested_placeholder',
-                f'turn {position} ({turn["value"]!r:.60}) holds {rendered} '
-                f'{IMAGE_PLACEHOLDER} once every {IMAGE_PLACEHOLDER} is '
-                'removed and one put in front, as training does (a nested '
-                f'tag such as <im{IMAGE_PLACEHOLDER}age> forms one again); '
-                'the record has 1 image')
-        elif count > 1:
-            add('placeholders_merged',
-                f'turn {position} holds {count} {IMAGE_PLACEHOLDER}; '
-                'training keeps one, at the front of the turn, for the '
-                "record's 1 image (as the official preprocessing does)")
-    if len(with_placeholder) != 1:
-        where = f' (turns {with_placeholder})' if with_placeholder else ''
-        add('image_count_mismatch',
-            f'{len(with_placeholder)} human turns hold {IMAGE_PLACEHOLDER}'
-            f'{where}, the record has 1 image')
-    return problems
+def check_rules(record: object, index: int,
+                template: Optional[ChatTemplate] = None) -> list[Problem]:
+    """Every rule of a LLaVA record that ``record`` breaks
+    (:func:`~mmllava.conversation_rules.record_problems`: fields, turn
+    order, empty turns, ``<image>`` placement and, with ``template``, what
+    the template takes), as problems."""
+    return [Problem(broken.code, broken.message, index, broken.sample_id)
+            for broken in record_problems(record, template)]
 
 
 def check_length(record: dict, index: int, tokenizer,
@@ -507,7 +408,6 @@ def check_image(path: str, max_pixels: Optional[int] = None,
 # --- the whole file ---------------------------------------------------------
 
 def check_records(records: Sequence[object],
-                  data_file: str,
                   image_folder: str = '',
                   tokenizer=None,
                   template: Optional[ChatTemplate] = None,
@@ -529,7 +429,6 @@ def check_records(records: Sequence[object],
     Args:
         records (Sequence): Records as :func:`load_records` returns them
             (``None`` for a line that did not parse).
-        data_file (str): Named in messages.
         image_folder (str): Folder that ``image`` paths are relative to.
         tokenizer: A built tokenizer; with ``template``, records are
             tokenized as in training. Without, length checks are skipped.
@@ -575,9 +474,9 @@ def check_records(records: Sequence[object],
                         futures[path] = pool.submit(check_image, path,
                                                     max_pixels, min_side)
             text_problems = {
-                index: check_text(records[index], index, data_file,
-                                   first_with_id, tokenizer, template,
-                                   max_length, num_image_tokens)
+                index: check_text(records[index], index, first_with_id,
+                                   tokenizer, template, max_length,
+                                   num_image_tokens)
                 for index in chunk}
             for path, future in futures.items():
                 image_results[path] = future.result()
@@ -598,16 +497,16 @@ def check_records(records: Sequence[object],
     return problems
 
 
-def check_text(record: object, index: int, data_file: str,
-                first_with_id: dict, tokenizer, template, max_length,
-                num_image_tokens) -> list[Problem]:
-    """The problems of one record that need no image file: fields,
-    duplicate ids (``first_with_id`` maps each id to its first record),
-    turns, ``<image>`` count and, with a tokenizer, lengths (pass None for
+def check_text(record: object, index: int, first_with_id: dict, tokenizer,
+               template, max_length, num_image_tokens) -> list[Problem]:
+    """The problems of one record that need no image file: the rules of a
+    record (:func:`check_rules`: fields, turns, ``<image>`` count and, with
+    a template, what it takes), duplicate ids (``first_with_id`` maps each
+    id to its first record) and, with a tokenizer, lengths (pass None for
     ``tokenizer`` to skip them)."""
     if record is None:  # a jsonl line that is not json, reported on load
         return []
-    problems = check_fields(record, index, data_file)
+    problems = check_rules(record, index, template)
     record_id = record.get('id') if isinstance(record, dict) else None
     if isinstance(record_id, (str, int)):
         if record_id in first_with_id:
@@ -616,9 +515,6 @@ def check_text(record: object, index: int, data_file: str,
                 f'{first_with_id[record_id]}', index, record_id))
         else:
             first_with_id[record_id] = index
-    if problems:
-        return problems
-    problems = check_turns(record, index)
     if tokenizer is None or any(not problem.is_warning
                                 for problem in problems):
         return problems
@@ -636,7 +532,7 @@ def check_data_file(data_file: str, image_folder: str = '',
         **kwargs: :func:`check_records` options.
     """
     records, problems = load_records(data_file)
-    problems += check_records(records, data_file, image_folder, **kwargs)
+    problems += check_records(records, image_folder, **kwargs)
     problems.sort(key=lambda problem: -1 if problem.index is None
                   else problem.index)
     return Report(data_file, len(records),

@@ -1,8 +1,7 @@
-"""Reading LLaVA json/jsonl records and checking one record's structure."""
+"""Reading LLaVA json/jsonl records (the rules they keep are
+:mod:`mmllava.conversation_rules`)."""
 import json
 import os.path as osp
-
-from mmllava.templates import GPT, HUMAN
 
 
 def read_json(path: str, what: str = 'File') -> object:
@@ -47,29 +46,3 @@ def read_records(data_file: str) -> list[dict]:
                          f'{type(records).__name__}')
     return records
 
-
-def check_record(record: object, index: int, data_file: str) -> None:
-    """Check a record's structure; the error names the record and the fault."""
-
-    def fail(reason: str):
-        record_id = record.get('id') if isinstance(record, dict) else None
-        raise ValueError(
-            f'{data_file}: record {index} (id={record_id!r}): {reason}')
-
-    if not isinstance(record, dict):
-        fail(f'expected an object, got {type(record).__name__}')
-    if 'image' in record and not isinstance(record['image'], str):
-        fail('"image" must be a path string')
-    turns = record.get('conversations')
-    if not isinstance(turns, list) or not turns:
-        fail('"conversations" must be a non-empty list')
-    for turn_index, turn in enumerate(turns):
-        if not isinstance(turn, dict) or turn.get('from') not in (HUMAN, GPT) \
-                or not isinstance(turn.get('value'), str):
-            fail(f'turn {turn_index} must be {{"from": "human"|"gpt", '
-                 f'"value": str}}, got {turn!r:.200}')
-    # A leading "gpt" turn is dropped when the conversation is rendered (as
-    # in the official preprocessing), so it does not count as an answer.
-    answers = turns[1:] if turns[0]['from'] == GPT else turns
-    if not any(turn['from'] == GPT for turn in answers):
-        fail('no "gpt" turn after a "human" turn, so nothing to learn')

@@ -1,9 +1,10 @@
-"""The turns a template renders: which records it takes, and where the
-image placeholder goes."""
+"""The turns a template renders: which records it takes (the rules of
+:mod:`mmllava.conversation_rules`), and where the image placeholder goes."""
 from typing import Sequence
 
 from mmllava.constants import IMAGE_PLACEHOLDER
-from mmllava.templates.base import GPT, HUMAN, ChatTemplate
+from mmllava.conversation_rules import conversation_problems, rendered_turns
+from mmllava.templates.base import ChatTemplate
 
 
 def move_image_to_front(message: str) -> str:
@@ -23,9 +24,11 @@ def checked_turns(conversations: Sequence[dict],
                   has_image: bool,
                   add_generation_prompt: bool = False,
                   sample_id: object = None) -> list[dict]:
-    """The turns a template renders, checked: a leading assistant turn
-    dropped, then human and gpt alternating, each a non-empty string, and in
-    a record with an image ``<image>`` only in human turns (in a record
+    """The turns a template renders, checked by
+    :func:`~mmllava.conversation_rules.conversation_problems`: each turn
+    ``{"from": "human"|"gpt", "value": str}``, a leading assistant turn
+    dropped, then human and gpt alternating, no message empty, and in a
+    record with an image ``<image>`` only in human turns (in a record
     without one it is text, as in the official code).
 
     Args:
@@ -37,35 +40,15 @@ def checked_turns(conversations: Sequence[dict],
             question to answer. Defaults to False.
         sample_id: Named in errors.
 
+    Returns:
+        list[dict]: The turns to render.
+
     Raises:
-        ValueError: Naming the sample and the turn that breaks a rule.
+        ValueError: The first broken rule, naming the sample and the turn.
     """
-    turns = list(conversations)
-    # The official preprocessing drops a leading assistant turn.
-    if turns and turns[0].get('from') == GPT:
-        turns = turns[1:]
-    for index, turn in enumerate(turns):
-        expected = HUMAN if index % 2 == 0 else GPT
-        if turn.get('from') != expected:
-            raise ValueError(
-                f'Sample {sample_id!r}: turn {index} is from '
-                f'{turn.get("from")!r}, expected {expected!r} (turns must '
-                'alternate human, gpt).')
-        if not isinstance(turn.get('value'), str):
-            raise ValueError(f'Sample {sample_id!r}: turn {index} has no '
-                             'string "value".')
-        if not turn['value']:
-            raise ValueError(f'Sample {sample_id!r}: turn {index} is empty.')
-        if has_image and turn['from'] == GPT and \
-                IMAGE_PLACEHOLDER in turn['value']:
-            raise ValueError(f'Sample {sample_id!r}: turn {index} holds '
-                             f'{IMAGE_PLACEHOLDER} in an answer.')
-    if template.single_turn_with_image:
-        num_turns = 1 if add_generation_prompt else 2
-        if not has_image or len(turns) != num_turns or \
-                IMAGE_PLACEHOLDER not in turns[0]['value']:
-            raise ValueError(
-                f'Sample {sample_id!r}: template {template.name!r} needs one '
-                f'image and a human turn with {IMAGE_PLACEHOLDER}, then one answer '
-                f'(got {len(turns)} turns, image={has_image}).')
-    return turns
+    broken = next(conversation_problems(conversations, has_image, template,
+                                        add_generation_prompt, sample_id),
+                  None)
+    if broken is not None:
+        raise ValueError(f'{broken}.')
+    return rendered_turns(conversations)
