@@ -19,12 +19,12 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 from skimage import data as photos
-from transformers import AutoConfig, AutoModelForCausalLM
 
 from mmllava.apis import get_model, inference_model
-from mmllava.demo.assets import save_random_vision_encoder
-from mmllava.demo.tokenizer import write_llama_tokenizer
 from mmllava.models.anyres import grid_shape
+from mmllava.testing.demo.assets import (save_random_language_model,
+                                         save_random_vision_encoder)
+from mmllava.testing.demo.tokenizer import write_llama_tokenizer
 
 TILE, PATCH = 28, 7
 PINPOINTS = [(56, 28), (28, 56), (56, 56), (28, 84), (84, 28)]
@@ -42,14 +42,8 @@ def write_weights(out: Path) -> None:
     processor = dict(size=dict(shortest_edge=TILE),
                      crop_size=dict(height=TILE, width=TILE))
     save_random_vision_encoder(VISION, processor, str(out / 'vision'))
-    config = dict(LLM)
-    torch.manual_seed(0)
-    llm = AutoModelForCausalLM.from_config(
-        AutoConfig.for_model(config.pop('model_type'), **config))
-    with torch.no_grad():
-        # A wide head: greedy decoding picks clear winners.
-        llm.get_output_embeddings().weight.normal_(0, 1)
-    llm.save_pretrained(out / 'llm')
+    # A wide head: greedy decoding picks clear winners.
+    save_random_language_model(LLM, str(out / 'llm'))
 
 
 def model_config(out: Path) -> Config:

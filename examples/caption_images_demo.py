@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mmllava.datagen.replay_server import ReplayServer, Reply
 from mmllava.datasets.checks import check_data_file
-from mmllava.demo.synthetic_scenes import generate_demo_dataset
+from mmllava.testing.demo.synthetic_scenes import generate_demo_dataset
+from mmllava.testing.replay_server import ReplayServer, Reply
 
 TOOL = Path(__file__).resolve().parents[1] / 'tools/data/caption_images.py'
 IMAGES = Path('data/demo/images')

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from mmllava.datagen.replay_server import ReplayServer, demo_reply
 from mmllava.datasets.checks import check_data_file
+from mmllava.testing.replay_server import ReplayServer, demo_reply
 
 TOOL = Path(__file__).resolve().parents[1] / \
     'tools/data/generate_instructions.py'

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from mmllava.apis import ChatSession, get_model, inference_model
-from mmllava.demo.eval_files import question_text
+from mmllava.testing.demo.eval_files import question_text
 
 WORK_DIR = Path('work_dirs/llava-tiny_demo_ft')
 DATA_DIR = Path('data/demo')

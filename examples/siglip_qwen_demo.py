@@ -19,10 +19,10 @@ from PIL import Image
 from skimage import data as photos
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
-from mmllava.demo.qwen_tokenizer import write_qwen_tokenizer
 from mmllava.models.answering import answer_samples
 from mmllava.models.tokenizer import build_tokenizer
 from mmllava.registry import MODELS, TRANSFORMS
+from mmllava.testing.demo.qwen_tokenizer import write_qwen_tokenizer
 
 #: SigLIP-SO400M's patch size at a small tile (4 x 4 patches a tile) and
 #: LLaVA-NeXT's SigLIP grids scaled to it, (height, width).

@@ -14,10 +14,11 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from mmllava.apis import get_model
 from mmllava.setup_env import register_all_modules
 
-from mmllava.demo.assets import save_random_vision_encoder
-from mmllava.demo.eval_files import write_eval_files
-from mmllava.demo.synthetic_scenes import generate_demo_dataset
-from mmllava.demo.tokenizer import write_llama_tokenizer
+from mmllava.testing.demo.assets import (save_random_language_model,
+                                         save_random_vision_encoder)
+from mmllava.testing.demo.eval_files import write_eval_files
+from mmllava.testing.demo.synthetic_scenes import generate_demo_dataset
+from mmllava.testing.demo.tokenizer import write_llama_tokenizer
 
 # Once for every test, as the tools do.
 register_all_modules()
@@ -156,15 +157,8 @@ def make_small_demo_weights(root: Path) -> None:
     write_llama_tokenizer(str(root / 'checkpoints/demo/tokenizer'))
     save_random_vision_encoder(SMALL_VISION, demo.image_processor,
                                str(root / 'checkpoints/demo/vision_encoder'))
-    config = dict(SMALL_LLM)
-    torch.manual_seed(0)
-    llm = AutoModelForCausalLM.from_config(
-        AutoConfig.for_model(config.pop('model_type'), **config))
-    # A random LM head gives near-equal logits, where greedy decoding would
-    # follow rounding noise; a wide head gives clear winners.
-    with torch.no_grad():
-        llm.get_output_embeddings().weight.normal_(0, 1)
-    llm.save_pretrained(root / 'checkpoints/demo/llm')
+    # A wide LM head: greedy decoding picks clear winners.
+    save_random_language_model(SMALL_LLM, str(root / 'checkpoints/demo/llm'))
 
 
 @pytest.fixture(scope='session')

@@ -22,8 +22,8 @@ from mmllava.content_specials import (encode_keeping_text,
                                       special_string_spans)
 from mmllava.conversation import (build_generation_prompt, render_conversation,
                                   tokenize_conversation)
-from mmllava.demo.tokenizer import write_llama_tokenizer
 from mmllava.templates import get_template
+from mmllava.testing.demo.tokenizer import write_llama_tokenizer
 
 # ---------------------------------------------------------------------------
 # The official reference (values as in llava/constants.py).

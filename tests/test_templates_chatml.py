@@ -11,7 +11,7 @@ what LLaVA-NeXT does for ``--version qwen_1_5``:
   ``Conversation.get_prompt`` and tokenized by ``tokenizer_image_token``.
 
 The tokenizer is a real byte-level BPE with Qwen2's pre-tokenizer, trained
-offline (:mod:`mmllava.demo.qwen_tokenizer`) and loaded back through
+offline (:mod:`mmllava.testing.demo.qwen_tokenizer`) and loaded back through
 ``AutoTokenizer`` as Qwen's is.
 """
 import copy
@@ -27,8 +27,8 @@ from mmllava.conversation import (build_generation_prompt, render_conversation,
                                   tokenize_conversation)
 from mmllava.converters.llava_hf import chat_template
 from mmllava.datasets.transforms.tokenize import TokenizeConversation
-from mmllava.demo.qwen_tokenizer import write_qwen_tokenizer
 from mmllava.templates import get_template
+from mmllava.testing.demo.qwen_tokenizer import write_qwen_tokenizer
 
 REF_IGNORE_INDEX = -100
 REF_IMAGE_TOKEN_INDEX = -200

@@ -6,8 +6,8 @@ haotian-liu/LLaVA's ``conv_chatml_direct`` rendered by
 ``Conversation.get_prompt`` (``SeparatorStyle.MPT``), tokenized by
 ``tokenizer_image_token`` and masked by ``preprocess_mpt``. The tokenizer is
 a byte-level BPE with ``<|im_start|>`` and ``<|im_end|>``, trained offline
-(:mod:`mmllava.demo.qwen_tokenizer`); no tokenizer of the Yi family ships in
-a wheel.
+(:mod:`mmllava.testing.demo.qwen_tokenizer`); no tokenizer of the Yi family
+ships in a wheel.
 
 ``preprocess_mpt`` never counts the ``<|im_end|>`` that closes the last
 round, so its count ends short of the sample and its mismatch branch zeroes
@@ -23,8 +23,8 @@ from transformers import AutoTokenizer
 
 from mmllava.conversation import (build_generation_prompt,
                                   tokenize_conversation)
-from mmllava.demo.qwen_tokenizer import write_qwen_tokenizer
 from mmllava.templates import get_template
+from mmllava.testing.demo.qwen_tokenizer import write_qwen_tokenizer
 
 REF_IGNORE_INDEX = -100
 REF_IMAGE_TOKEN_INDEX = -200

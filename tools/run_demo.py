@@ -38,13 +38,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from mmengine.config import Config
 
-from mmllava.demo.assets import (pretrain_language_model,
-                                 pretrain_vision_encoder)
-from mmllava.demo.eval_files import write_eval_files
-from mmllava.demo.predictions import draw_predictions, join_answers
-from mmllava.demo.report import comparison_table, examples_per_kind
-from mmllava.demo.synthetic_scenes import generate_demo_dataset
-from mmllava.demo.tokenizer import write_llama_tokenizer
+from mmllava.testing.demo.assets import (pretrain_language_model,
+                                         pretrain_vision_encoder)
+from mmllava.testing.demo.eval_files import write_eval_files
+from mmllava.testing.demo.predictions import draw_predictions, join_answers
+from mmllava.testing.demo.report import comparison_table, examples_per_kind
+from mmllava.testing.demo.synthetic_scenes import generate_demo_dataset
+from mmllava.testing.demo.tokenizer import write_llama_tokenizer
 from mmllava.utils.plot import draw_curves, find_scalars_files, load_scalars
 from mmllava.utils.plot_image_gain import plot_image_gain
 

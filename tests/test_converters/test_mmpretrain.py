@@ -27,9 +27,9 @@ from mmllava.converters.mmpretrain import (clip_to_vit, read_llm_file,
                                            read_tower, to_mmllava_state,
                                            vit_to_clip)
 from mmllava.converters.shards import SAFE_INDEX
-from mmllava.demo.eval_files import write_eval_files
-from mmllava.demo.synthetic_scenes import generate_demo_dataset
 from mmllava.model_index import load_config
+from mmllava.testing.demo.eval_files import write_eval_files
+from mmllava.testing.demo.synthetic_scenes import generate_demo_dataset
 from mmllava.testing.timeouts import scaled_timeout
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -521,6 +521,7 @@ def test_runner_checkpoint_for_tools_test(page_files, model_workspace,
         to_mmllava_state(page_files['llava'], VOCAB)
 
 
+@pytest.mark.slow
 def test_tools_test_takes_mmpretrains_file(page_files, model_workspace,
                                            tmp_path):
     """The page's ``tools/test.py CONFIG PATH`` step with our tool: the

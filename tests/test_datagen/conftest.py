@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmllava.datagen.replay_server import ReplayServer, demo_reply
+from mmllava.testing.replay_server import ReplayServer, demo_reply
 
 KEY_ENV = 'MMLLAVA_TEST_API_KEY'
 KEY = 'sk-test-8d1f0c2e-do-not-leak'

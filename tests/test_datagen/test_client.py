@@ -9,7 +9,7 @@ import pytest
 
 from mmllava.datagen.client import (ChatClient, ChatError, RateLimiter,
                                     retry_after_seconds)
-from mmllava.datagen.replay_server import ReplayServer, Reply, Status
+from mmllava.testing.replay_server import ReplayServer, Reply, Status
 
 KEY_ENV = 'MMLLAVA_TEST_API_KEY'
 

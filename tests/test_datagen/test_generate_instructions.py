@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mmllava.datagen.replay_server import (ReplayServer, Reply, by_marker,
+from mmllava.testing.replay_server import (ReplayServer, Reply, by_marker,
                                            demo_reply)
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mmllava.datagen.parsing import ParseError
-from mmllava.datagen.replay_server import ReplayServer, Reply, by_marker
 from mmllava.datagen.review import JUDGE_SYSTEM_PROMPT, parse_scores
+from mmllava.testing.replay_server import ReplayServer, Reply, by_marker
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / 'tools/eval/gpt_review.py'

@@ -12,12 +12,12 @@ from mmllava.datagen.context import format_context, load_simple_contexts
 from mmllava.datagen.output import AppendOnlyJsonl
 from mmllava.datagen.prompts import (DETAIL_INSTRUCTIONS, SYSTEM_PROMPTS,
                                      load_fewshot)
-from mmllava.datagen.replay_server import (ReplayServer, Reply, Status,
-                                           by_marker, demo_reply)
 from mmllava.datagen.runner import generate_instructions, plan_image
 from mmllava.datasets.checks import check_data_file
 from mmllava.datasets.llava_dataset import LLaVADataset
 from mmllava.templates import get_template
+from mmllava.testing.replay_server import (ReplayServer, Reply, Status,
+                                           by_marker, demo_reply)
 
 KEY_ENV = 'MMLLAVA_TEST_API_KEY'
 

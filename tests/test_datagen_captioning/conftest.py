@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmllava.datagen.replay_server import ReplayServer, Reply
+from mmllava.testing.replay_server import ReplayServer, Reply
 
 KEY_ENV = 'MMLLAVA_TEST_API_KEY'
 KEY = 'sk-test-5b2e91aa-do-not-leak'

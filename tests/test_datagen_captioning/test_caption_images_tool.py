@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mmllava.datagen.replay_server import ReplayServer, Reply
 from mmllava.datasets import LLaVADataset
+from mmllava.testing.replay_server import ReplayServer, Reply
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / 'tools/data/caption_images.py'

@@ -16,7 +16,7 @@ from mmllava.datagen.captioning import (CAPTION_INSTRUCTIONS, ImageEntry,
                                         list_images)
 from mmllava.datagen.client import ChatClient, ChatError
 from mmllava.datagen.output import AppendOnlyJsonl
-from mmllava.datagen.replay_server import ReplayServer, Reply, Status
+from mmllava.testing.replay_server import ReplayServer, Reply, Status
 
 KEY_ENV = 'MMLLAVA_TEST_API_KEY'
 

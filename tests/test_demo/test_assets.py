@@ -7,10 +7,11 @@ import torch
 from PIL import Image
 from transformers import AutoModelForCausalLM, CLIPImageProcessorPil
 
-from mmllava.demo.assets import (caption_word_ids, pretrain_language_model,
-                                 pretrain_vision_encoder)
-from mmllava.demo.tokenizer import write_llama_tokenizer
-from mmllava.demo.synthetic_scenes import generate_demo_dataset
+from mmllava.testing.demo.assets import (caption_word_ids,
+                                         pretrain_language_model,
+                                         pretrain_vision_encoder)
+from mmllava.testing.demo.tokenizer import write_llama_tokenizer
+from mmllava.testing.demo.synthetic_scenes import generate_demo_dataset
 from mmllava.models.vision_encoders import CLIPVisionEncoder
 
 VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -32,6 +33,7 @@ def test_caption_word_ids_end_each_caption_and_pad():
     assert short[0].tolist() == [2, 1, 0]
 
 
+@pytest.mark.slow
 def test_the_tower_learns_to_match_images_and_captions(tmp_path):
     data = tmp_path / 'data'
     generate_demo_dataset(data, num_train=32, num_eval=1, image_size=32)
@@ -57,6 +59,7 @@ def test_the_tower_learns_to_match_images_and_captions(tmp_path):
     assert not torch.allclose(features[0], features[1])
 
 
+@pytest.mark.slow
 def test_language_pretraining_runs_its_steps_and_saves(tmp_path):
     corpus = tmp_path / 'corpus.txt'
     corpus.write_text('A large red circle on the left.\n' * 20)

@@ -1,13 +1,14 @@
-"""``mmllava/demo/eval_files.py`` and ``predictions.join_answers``: the
-demo's held-out scenes in benchmark layouts, read by the real datasets."""
+"""``mmllava/testing/demo/eval_files.py`` and ``predictions.join_answers``:
+the demo's held-out scenes in benchmark layouts, read by the real
+datasets."""
 import json
 
 import pytest
 
-from mmllava.demo.eval_files import image_id_of, write_eval_files
-from mmllava.demo.predictions import join_answers
-from mmllava.demo.synthetic_scenes import generate_demo_dataset
 from mmllava.registry import DATASETS
+from mmllava.testing.demo.eval_files import image_id_of, write_eval_files
+from mmllava.testing.demo.predictions import join_answers
+from mmllava.testing.demo.synthetic_scenes import generate_demo_dataset
 
 
 @pytest.fixture(scope='module')

@@ -5,13 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
-from mmllava.demo.assets import save_random_vision_encoder
-from mmllava.demo.feature_probe import (IGNORE, demo_scenes, fit_probes,
-                                        one_hot_targets, probe_heads,
-                                        scene_targets)
-from mmllava.demo.scenes import Scene, SceneObject
+from mmllava.testing.demo.assets import save_random_vision_encoder
+from mmllava.testing.demo.feature_probe import (IGNORE, demo_scenes,
+                                                fit_probes, one_hot_targets,
+                                                probe_heads, scene_targets)
+from mmllava.testing.demo.scenes import Scene, SceneObject
 from mmllava.testing.timeouts import scaled_timeout
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,6 +67,7 @@ def test_probes_read_what_the_features_hold_and_nothing_else():
     assert blind['colour'] < 40, blind
 
 
+@pytest.mark.slow
 def test_the_tool_probes_a_tower(tmp_path):
     tower = tmp_path / 'tower'
     save_random_vision_encoder(

@@ -1,5 +1,5 @@
-"""``mmllava/demo/report.py``: the model beside its blind baseline."""
-from mmllava.demo.report import comparison_table, examples_per_kind
+"""``mmllava/testing/demo/report.py``: the model beside its blind baseline."""
+from mmllava.testing.demo.report import comparison_table, examples_per_kind
 
 
 def test_table_rows_gaps_and_kinds():

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmllava.demo.scenes import BACKGROUND, COLOURS
-from mmllava.demo.synthetic_scenes import generate_demo_dataset
+from mmllava.testing.demo.scenes import BACKGROUND, COLOURS
+from mmllava.testing.demo.synthetic_scenes import generate_demo_dataset
 
 NUM_TRAIN, NUM_EVAL, IMAGE_SIZE = 60, 20, 64
 COLUMNS = ('left', 'centre', 'right')

@@ -10,9 +10,9 @@ import string
 import pytest
 from mmpretrain.structures import DataSample
 
-from mmllava.datagen.replay_server import ReplayServer, Reply
 from mmllava.evaluation.metrics.mmbench import circular_hits, write_submission
 from mmllava.registry import METRICS
+from mmllava.testing.replay_server import ReplayServer, Reply
 
 
 # ---- The official evaluator, transcribed (pandas rows -> dicts) ----------
@@ -410,7 +410,7 @@ def test_submission_file_as_llava_writes_it(tmp_path):
 
 
 def test_failed_judge_requests_stop_and_a_rerun_asks_only_those(tmp_path):
-    from mmllava.datagen.replay_server import Status
+    from mmllava.testing.replay_server import Status
     rows = our_rows(question(1, 'What is it', FOUR, 'A',
                              ['teddy bear or rabbit', 'D', 'C', 'B'])
                     + question(2, 'What is it', FOUR, 'B',

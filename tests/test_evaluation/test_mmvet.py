@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 from mmpretrain.structures import DataSample
 
-from mmllava.datagen.replay_server import ReplayServer, Reply, by_marker
 from mmllava.evaluation.metrics.mmvet import GRADER_PROMPT, grade
 from mmllava.registry import METRICS
+from mmllava.testing.replay_server import ReplayServer, Reply, by_marker
 
 # The official prompt, as in the evaluator (checked against ours below).
 OFFICIAL_PROMPT_HEAD = (

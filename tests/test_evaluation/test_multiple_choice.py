@@ -5,8 +5,8 @@ reads them, with the judge behind the replay server."""
 import pytest
 from mmpretrain.structures import DataSample
 
-from mmllava.datagen.replay_server import ReplayServer, Reply, by_marker
 from mmllava.registry import METRICS
+from mmllava.testing.replay_server import ReplayServer, Reply, by_marker
 
 QUESTION_TYPES = {'Scene Understanding': 1, 'Instance Identity': 2,
                   'Instance Counting': 5}

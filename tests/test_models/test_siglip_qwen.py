@@ -21,9 +21,9 @@ from transformers import (AutoTokenizer, Qwen2ForCausalLM, SiglipVisionConfig,
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import build_generation_prompt, tokenize_conversation
-from mmllava.demo.qwen_tokenizer import write_qwen_tokenizer
 from mmllava.registry import MODELS
 from mmllava.templates import get_template
+from mmllava.testing.demo.qwen_tokenizer import write_qwen_tokenizer
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

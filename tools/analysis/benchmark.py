@@ -40,34 +40,27 @@ from pathlib import Path
 
 import torch
 
-from mmllava.analysis.benchmark.anyres_cost import (anyres_rows,
-                                                    benchmark_anyres,
-                                                    format_anyres_table)
-from mmllava.analysis.benchmark.batches import (baseline_batch,
-                                                build_datasets, load_samples,
-                                                mmllava_batch)
-from mmllava.analysis.benchmark.data_path import (benchmark_data_path,
-                                                  official_datasets,
-                                                  outputs_agree,
-                                                  pixel_levels_apart)
-from mmllava.analysis.benchmark.flops import epoch_flops, gemm_peak
-from mmllava.analysis.benchmark.generation import (benchmark_generation,
-                                                   prompt_samples)
-from mmllava.analysis.benchmark.memory import (WEIGHTS_FILE, peak_memories,
-                                               write_inputs)
-from mmllava.analysis.benchmark.models import (build_baseline, build_mmllava,
-                                               save_weights, widen_lm_head)
-from mmllava.analysis.benchmark.report import (format_table, row, save,
-                                               training_rows)
-from mmllava.analysis.benchmark.serving import (benchmark_serving,
-                                                build_served_model,
-                                                format_serving_table)
-from mmllava.analysis.benchmark.sizes import get_sizes
-from mmllava.analysis.benchmark.synthetic_data import write_dataset
-from mmllava.analysis.benchmark.training import (Setting, build_run,
-                                                 summarize, train_interleaved)
-from mmllava.demo.tokenizer import write_llama_tokenizer
 from mmllava.models.tokenizer import build_tokenizer
+from mmllava.testing.demo.tokenizer import write_llama_tokenizer
+
+from benchmark_parts.anyres_cost import (anyres_rows, benchmark_anyres,
+                                         format_anyres_table)
+from benchmark_parts.batches import (baseline_batch, build_datasets,
+                                     load_samples, mmllava_batch)
+from benchmark_parts.data_path import (benchmark_data_path, official_datasets,
+                                       outputs_agree, pixel_levels_apart)
+from benchmark_parts.flops import epoch_flops, gemm_peak
+from benchmark_parts.generation import benchmark_generation, prompt_samples
+from benchmark_parts.memory import WEIGHTS_FILE, peak_memories, write_inputs
+from benchmark_parts.models import (build_baseline, build_mmllava,
+                                    save_weights, widen_lm_head)
+from benchmark_parts.report import format_table, row, save, training_rows
+from benchmark_parts.serving import (benchmark_serving, build_served_model,
+                                     format_serving_table)
+from benchmark_parts.sizes import get_sizes
+from benchmark_parts.synthetic_data import write_dataset
+from benchmark_parts.training import (Setting, build_run, summarize,
+                                      train_interleaved)
 
 #: mmllava's best setting (packed) and the unpacked ones that show where its
 #: gain comes from; the baseline at random batches and at its best.

@@ -65,7 +65,7 @@ def write_random_llava_hf(folder: Path, shard_size: str) -> None:
     import torch
     from transformers import LlavaConfig
     from mmllava.converters.shards import ShardWriter
-    from mmllava.demo.tokenizer import write_llama_tokenizer
+    from mmllava.testing.demo.tokenizer import write_llama_tokenizer
     writer = ShardWriter(str(folder), shard_size)
     generator = torch.Generator().manual_seed(0)
     for key, shape in llava_hf_shapes().items():

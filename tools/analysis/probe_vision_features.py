@@ -6,7 +6,8 @@
 Draws the demo's train and held-out scenes (the generator's own seeds),
 runs them through the tower of CONFIG (default: the demo's) at the selected
 layer, and fits one linear classifier per target of each question kind on the
-train scenes' flattened patch features (see mmllava/demo/feature_probe.py).
+train scenes' flattened patch features (see
+mmllava/testing/demo/feature_probe.py).
 Prints the held-out accuracy per kind beside the majority-class rate, and
 the same probe on the raw pixels as a reference.
 """
@@ -17,10 +18,11 @@ import torch
 from mmengine.config import Config
 from transformers import AutoImageProcessor
 
-from mmllava.demo.feature_probe import (IGNORE, demo_scenes, fit_probes,
-                                        probe_heads, scene_targets, scored)
-from mmllava.demo.scenes import draw_scene
 from mmllava.registry import MODELS
+from mmllava.testing.demo.feature_probe import (IGNORE, demo_scenes,
+                                                fit_probes, probe_heads,
+                                                scene_targets, scored)
+from mmllava.testing.demo.scenes import draw_scene
 
 DEMO_CONFIG = 'configs/llava/llava-tiny_demo_pretrain.py'
 

@@ -9,7 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
-from mmllava.demo.synthetic_scenes import generate_demo_dataset
+from mmllava.testing.demo.synthetic_scenes import generate_demo_dataset
 
 #: What a run writes, removed first by ``--force`` so that no image of a
 #: larger earlier run is left behind.

@@ -10,7 +10,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
-from mmllava.demo.scenes import COLOURS, SHAPES, SIZES, Scene, SceneObject
+from mmllava.testing.demo.scenes import (COLOURS, SHAPES, SIZES, Scene,
+                                         SceneObject)
 
 CORNERS = {'circle': 0, 'square': 4, 'triangle': 3}
 NUMBER_WORDS = ('no', 'one', 'two', 'three', 'four', 'five', 'six', 'seven',

@@ -7,11 +7,11 @@ from typing import Iterator, Sequence
 import torch
 from mmengine.dataset import pseudo_collate
 
-from mmllava.analysis.benchmark.official_preprocess import (
-    OfficialStyleDataset, collate)
-from mmllava.analysis.benchmark.sizes import Sizes
 from mmllava.datasets import LLaVADataset
 from mmllava.registry import MODELS
+
+from benchmark_parts.official_preprocess import OfficialStyleDataset, collate
+from benchmark_parts.sizes import Sizes
 
 
 def official_datasets(sizes: Sizes, tokenizer,

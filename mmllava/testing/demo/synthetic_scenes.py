@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Optional, Union
 
 from mmllava.constants import IMAGE_PLACEHOLDER
-from mmllava.demo.scene_text import (QA, caption, detailed_description,
-                                     reasoning_question, scene_questions,
-                                     text_only_question, upper_first)
-from mmllava.demo.scenes import (MIN_IMAGE_SIZE, Scene, draw_scene,
-                                 sample_scene)
+from mmllava.testing.demo.scene_text import (QA, caption, detailed_description,
+                                             reasoning_question,
+                                             scene_questions,
+                                             text_only_question, upper_first)
+from mmllava.testing.demo.scenes import (MIN_IMAGE_SIZE, Scene, draw_scene,
+                                         sample_scene)
 
 # The stage-1 prompts of the LLaVA paper (brief image description).
 BRIEF_PROMPTS = (

@@ -20,8 +20,8 @@ from typing import Sequence
 
 import torch
 
-from mmllava.analysis.benchmark.batches import Sample
-from mmllava.analysis.benchmark.sizes import Sizes
+from benchmark_parts.batches import Sample
+from benchmark_parts.sizes import Sizes
 
 
 def llm_matmul_params(llm: dict) -> int:

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from mmllava.constants import IMAGE_PLACEHOLDER
-from mmllava.demo.synthetic_scenes import SHORT_ANSWER_PROMPT
+from mmllava.testing.demo.synthetic_scenes import SHORT_ANSWER_PROMPT
 
 
 def image_id_of(image: str) -> int:

@@ -84,6 +84,29 @@ def save_random_vision_encoder(vision_config: dict, image_processor: dict,
     return out_dir
 
 
+def save_random_language_model(llm_config: dict, out_dir: str,
+                               seed: int = 0) -> str:
+    """Save a random-init causal LM whose LM head is redrawn with std 1.
+
+    A random 0.02-std head gives near-equal logits, where greedy decoding
+    would follow rounding noise; a wide head gives clear winners, so that
+    answers generated in different ways can be compared token for token.
+
+    Args:
+        llm_config (dict): Config kwargs with ``model_type``.
+        out_dir (str): Folder to write with ``save_pretrained``.
+        seed (int): Seed of the initialisation.
+    """
+    config = dict(llm_config)
+    torch.manual_seed(seed)
+    llm = AutoModelForCausalLM.from_config(
+        AutoConfig.for_model(config.pop('model_type'), **config))
+    with torch.no_grad():
+        llm.get_output_embeddings().weight.normal_(0, 1)
+    llm.save_pretrained(out_dir)
+    return out_dir
+
+
 def pack_corpus(lines: list[str], tokenizer, seq_len: int) -> torch.Tensor:
     """Tokenize lines (each BOS ... EOS) and cut the stream into rows.
 

@@ -7,13 +7,13 @@ from typing import Sequence
 
 import torch
 
-from mmllava.analysis.benchmark.batches import (Sample, baseline_batch,
-                                                mmllava_batch)
-from mmllava.analysis.benchmark.sizes import Sizes
-from mmllava.analysis.benchmark.training import synchronize
 from mmllava.constants import IGNORE_INDEX
 from mmllava.conversation import build_generation_prompt
 from mmllava.templates import cut_at_stop, get_template
+
+from benchmark_parts.batches import Sample, baseline_batch, mmllava_batch
+from benchmark_parts.sizes import Sizes
+from benchmark_parts.training import synchronize
 
 
 def prompt_samples(records: Sequence[dict], samples: Sequence[Sample],

@@ -16,7 +16,8 @@ from itertools import permutations
 import numpy as np
 import torch
 
-from mmllava.demo.scenes import COLOURS, SHAPES, SIZES, Scene, sample_scene
+from mmllava.testing.demo.scenes import (COLOURS, SHAPES, SIZES, Scene,
+                                         sample_scene)
 
 CELLS = range(9)
 IGNORE = -100

@@ -19,18 +19,17 @@ from pathlib import Path
 
 import mmengine
 import numpy as np
-import torch
 from PIL import Image
 from skimage import data as photos
-from transformers import AutoConfig, AutoModelForCausalLM
 
 from mmllava.apis import get_model
-from mmllava.demo.assets import save_random_vision_encoder
-from mmllava.demo.tokenizer import write_llama_tokenizer
 from mmllava.serving.batcher import DynamicBatcher
 from mmllava.serving.continuous import ContinuousBatcher
 from mmllava.serving.engine import GenerationEngine, GenerationJob
 from mmllava.serving.streaming import RowResult
+from mmllava.testing.demo.assets import (save_random_language_model,
+                                         save_random_vision_encoder)
+from mmllava.testing.demo.tokenizer import write_llama_tokenizer
 
 RECIPE = 'llava-tiny_demo_vqa'
 PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket')
@@ -59,13 +58,9 @@ def build_served_model(work_dir: str, repo: str, device: str = 'cpu'):
     write_llama_tokenizer(str(root / 'checkpoints/demo/tokenizer'))
     save_random_vision_encoder(demo.vision_config, demo.image_processor,
                                str(root / 'checkpoints/demo/vision_encoder'))
-    config = dict(demo.llm_config, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    llm = AutoModelForCausalLM.from_config(
-        AutoConfig.for_model(config.pop('model_type'), **config))
-    with torch.no_grad():
-        llm.get_output_embeddings().weight.normal_(0, 1)
-    llm.save_pretrained(root / 'checkpoints/demo/llm')
+    save_random_language_model(
+        dict(demo.llm_config, tie_word_embeddings=False),
+        str(root / 'checkpoints/demo/llm'))
     for name in PHOTOS:
         Image.fromarray(getattr(photos, name)()).save(root / f'{name}.png')
     with working_directory(work_dir):

@@ -5,11 +5,10 @@ from typing import Optional, Sequence
 
 import torch
 
-from mmllava.analysis.benchmark.batches import (Sample, baseline_batch,
-                                                epoch_batches, mmllava_batch,
-                                                token_counts)
-from mmllava.analysis.benchmark.models import build_baseline, build_mmllava
-from mmllava.analysis.benchmark.sizes import Sizes
+from benchmark_parts.batches import (Sample, baseline_batch, epoch_batches,
+                                     mmllava_batch, token_counts)
+from benchmark_parts.models import build_baseline, build_mmllava
+from benchmark_parts.sizes import Sizes
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image
 from skimage import data as photos
 
-from mmllava.analysis.benchmark.sizes import Sizes
+from benchmark_parts.sizes import Sizes
 
 PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'hubble_deep_field',
           'immunohistochemistry', 'retina', 'camera', 'coins')

@@ -7,12 +7,13 @@ import numpy as np
 import torch
 from mmengine.dataset import pseudo_collate
 
-from mmllava.analysis.benchmark.sizes import HF_IMAGE_TOKEN_ID, Sizes
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.datasets import LLaVADataset
 from mmllava.datasets.samplers import LengthGroupedSampler
 from mmllava.models.data_preprocessor import PAD_TOKEN_ID
 from mmllava.models.packing import plan_rows
+
+from benchmark_parts.sizes import HF_IMAGE_TOKEN_ID, Sizes
 
 
 def train_pipeline(sizes: Sizes, tokenizer, template: str,

@@ -7,13 +7,14 @@ from typing import Callable, Sequence
 import torch
 from mmengine.dataset import pseudo_collate
 
-from mmllava.analysis.benchmark.batches import train_pipeline
-from mmllava.analysis.benchmark.models import mmllava_config
-from mmllava.analysis.benchmark.sizes import Sizes
-from mmllava.analysis.benchmark.training import synchronize
 from mmllava.datasets import LLaVADataset
 from mmllava.models import splice_image_features
 from mmllava.registry import MODELS
+
+from benchmark_parts.batches import train_pipeline
+from benchmark_parts.models import mmllava_config
+from benchmark_parts.sizes import Sizes
+from benchmark_parts.training import synchronize
 
 #: Aspect layouts of LLaVA-NeXT's grids (1x2, 2x1, 2x2, 1x3, 3x1 tiles), in
 #: tiles as (rows, columns).

@@ -7,11 +7,12 @@ step holds the AdamW state and the activations at once). CPU: peak RSS
 (``VmHWM``, reset through ``/proc/self/clear_refs``); GPU: ``torch.cuda.
 max_memory_allocated``.
 
-    python -m mmllava.analysis.benchmark.memory WORK_DIR SETTING
+    PYTHONPATH=tools/analysis python -m benchmark_parts.memory WORK_DIR SETTING
 """
 import argparse
 import gc
 import json
+import os
 import re
 import subprocess
 import sys
@@ -19,12 +20,10 @@ from pathlib import Path
 
 import torch
 
-from mmllava.analysis.benchmark.batches import (Sample, epoch_batches,
-                                                token_counts)
-from mmllava.analysis.benchmark.models import load_weights
-from mmllava.analysis.benchmark.sizes import Sizes
-from mmllava.analysis.benchmark.training import (Setting, build_run,
-                                                 train_step)
+from benchmark_parts.batches import Sample, epoch_batches, token_counts
+from benchmark_parts.models import load_weights
+from benchmark_parts.sizes import Sizes
+from benchmark_parts.training import Setting, build_run, train_step
 
 SETUP_FILE, WEIGHTS_FILE, SAMPLES_FILE = ('setup.json', 'weights.safetensors',
                                           'samples.pt')
@@ -92,9 +91,14 @@ def measure(work_dir: str, name: str) -> int:
 def peak_memories(work_dir: str, names: list[str]) -> dict[str, int]:
     """Run :func:`measure` for each setting in its own fresh process, all at
     once (a peak does not depend on how fast a process runs)."""
+    # This package lives beside its tool, not in an installed one: the
+    # process finds it through the folder above it.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
+        str(Path(__file__).resolve().parents[1]),
+        os.environ.get('PYTHONPATH')])))
     processes = {name: subprocess.Popen(
-        [sys.executable, '-m', 'mmllava.analysis.benchmark.memory', work_dir,
-         name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, '-m', 'benchmark_parts.memory', work_dir, name],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         for name in names}
     peaks = {}
     for name, process in processes.items():

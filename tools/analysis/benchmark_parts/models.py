@@ -6,9 +6,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import LlavaConfig, LlavaForConditionalGeneration
 
-from mmllava.analysis.benchmark.sizes import HF_IMAGE_TOKEN_ID, Sizes
 from mmllava.converters.llava_hf import from_hf_key
 from mmllava.registry import MODELS
+
+from benchmark_parts.sizes import HF_IMAGE_TOKEN_ID, Sizes
 
 
 def mmllava_config(sizes: Sizes, tokenizer_dir: str,

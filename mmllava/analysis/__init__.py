@@ -1,1 +1,0 @@
-"""Analysis helpers behind ``tools/analysis`` (benchmarks)."""
