@@ -85,6 +85,9 @@ CAPTION_INSTRUCTIONS = {
 #: trained on.
 LOCAL_PROMPT = CAPTION_INSTRUCTIONS['detailed'][0]
 
+#: A local captioner: image paths and a prompt in, one caption per path out.
+CaptionBatch = Callable[[list[str], str], list[str]]
+
 #: Failure codes of this module; image codes come from
 #: :data:`mmllava.datasets.checks.REASONS`.
 CAPTION_REASONS = {
@@ -378,13 +381,12 @@ async def caption_with_client(
 
 def caption_with_model(
         entries: Sequence[ImageEntry],
-        model,
+        caption_batch: CaptionBatch,
         writer: AppendOnlyJsonl,
         batch_size: int = 8,
         prompt: str = LOCAL_PROMPT,
         seed: int = 0,
         style: str = 'detailed',
-        generation_kwargs: Optional[dict] = None,
         on_done: Optional[Callable[[], None]] = None,
         on_failure: Optional[Callable[[CaptionFailure], None]] = None
 ) -> CaptionSummary:
@@ -394,42 +396,31 @@ def caption_with_model(
 
     Args:
         entries: The images.
-        model (LLaVA): A captioning model from :func:`mmllava.apis.get_model`
-            (its config's ``inference.task`` is ``'caption'``).
+        caption_batch (CaptionBatch): The model, as a function of image
+            paths and a prompt giving one caption per path
+            (:func:`mmllava.apis.batch_captioner` makes one of a captioning
+            LLaVA model).
         writer: Where records go; its keys are the images already done.
         batch_size: Images per batch.
         prompt: What the model is asked. Defaults to
             :data:`LOCAL_PROMPT`.
         seed: Seeds each record's instruction.
         style: ``'detailed'`` or ``'brief'`` record instructions.
-        generation_kwargs: Override the model's ``generation_cfg``, e.g.
-            ``max_new_tokens=256``.
         on_done: Called after each image, written or failed.
         on_failure: Called with each failure as it happens.
     """
-    # Imported here: the endpoint path has no need of transformers.
-    from mmllava.apis import inference_model
     if batch_size < 1:
         raise ValueError(f'batch_size must be at least 1, got {batch_size}')
-    task = model.cfg.get('inference', {}).get('task')
-    if task != 'caption':
-        # A VQA config would append its short-answer suffix to the prompt.
-        raise ValueError(
-            f'{model.cfg.filename}: a captioning config is needed '
-            f"(inference.task='caption'), got task {task!r}; load the "
-            'checkpoint into a caption config such as '
-            'llava-tiny_demo_caption')
     pending = _pending(entries, writer)
     summary = CaptionSummary(skipped=len(entries) - len(pending))
     recorder = _Recorder(writer, summary, seed, style, on_failure)
     batch = []
 
     def run_batch() -> None:
-        results = inference_model(model, [entry.path for entry in batch],
-                                  prompt, **(generation_kwargs or {}))
+        captions = caption_batch([entry.path for entry in batch], prompt)
         summary.batches += 1
-        for entry, result in zip(batch, results):
-            recorder.caption(entry, result['pred_caption'])
+        for entry, caption in zip(batch, captions):
+            recorder.caption(entry, caption)
             if on_done is not None:
                 on_done()
         batch.clear()

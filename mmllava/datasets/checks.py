@@ -23,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import tokenize_conversation
-from mmllava.conversation_rules import record_problems
+from mmllava.templates.rules import record_problems
 from mmllava.datasets.records import read_records
 from mmllava.datasets.transforms.tokenize import truncate_to_length
 from mmllava.templates import ChatTemplate
@@ -293,7 +293,7 @@ def _parse_records(data_file: str,
 def check_rules(record: object, index: int,
                 template: Optional[ChatTemplate] = None) -> list[Problem]:
     """Every rule of a LLaVA record that ``record`` breaks
-    (:func:`~mmllava.conversation_rules.record_problems`: fields, turn
+    (:func:`~mmllava.templates.rules.record_problems`: fields, turn
     order, empty turns, ``<image>`` placement and, with ``template``, what
     the template takes), as problems."""
     return [Problem(broken.code, broken.message, index, broken.sample_id)

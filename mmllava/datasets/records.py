@@ -1,5 +1,5 @@
 """Reading LLaVA json/jsonl records (the rules they keep are
-:mod:`mmllava.conversation_rules`)."""
+:mod:`mmllava.templates.rules`)."""
 import json
 import os.path as osp
 

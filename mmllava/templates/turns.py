@@ -1,9 +1,9 @@
 """The turns a template renders: which records it takes (the rules of
-:mod:`mmllava.conversation_rules`), and where the image placeholder goes."""
+:mod:`mmllava.templates.rules`), and where the image placeholder goes."""
 from typing import Sequence
 
 from mmllava.constants import IMAGE_PLACEHOLDER
-from mmllava.conversation_rules import conversation_problems, rendered_turns
+from mmllava.templates.rules import conversation_problems, rendered_turns
 from mmllava.templates.base import ChatTemplate
 
 
@@ -25,7 +25,7 @@ def checked_turns(conversations: Sequence[dict],
                   add_generation_prompt: bool = False,
                   sample_id: object = None) -> list[dict]:
     """The turns a template renders, checked by
-    :func:`~mmllava.conversation_rules.conversation_problems`: each turn
+    :func:`~mmllava.templates.rules.conversation_problems`: each turn
     ``{"from": "human"|"gpt", "value": str}``, a leading assistant turn
     dropped, then human and gpt alternating, no message empty, and in a
     record with an image ``<image>`` only in human turns (in a record

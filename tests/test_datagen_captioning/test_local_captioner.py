@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mmllava.apis import get_model, inference_model
+from mmllava.apis import batch_captioner, get_model, inference_model
 from mmllava.datagen.captioning import (LOCAL_PROMPT, caption_with_model,
                                         draw_instruction, list_images)
 from mmllava.datagen.output import AppendOnlyJsonl
@@ -61,9 +61,10 @@ def test_batches_caption_as_one_at_a_time(captioner, photo_folder, alone,
     failures, done = [], []
     with AppendOnlyJsonl(str(tmp_path / 'out.jsonl')) as writer:
         summary = caption_with_model(
-            entries, captioner, writer, batch_size=3, seed=2,
-            generation_kwargs=dict(max_new_tokens=MAX_NEW_TOKENS),
-            on_done=lambda: done.append(1), on_failure=failures.append)
+            entries,
+            batch_captioner(captioner, max_new_tokens=MAX_NEW_TOKENS),
+            writer, batch_size=3, seed=2, on_done=lambda: done.append(1),
+            on_failure=failures.append)
         records = writer.records
     # broken.png sorts first; the four photos make a batch of 3 and one of 1.
     assert summary.batches == 2 and summary.written == 4
@@ -77,11 +78,10 @@ def test_batches_caption_as_one_at_a_time(captioner, photo_folder, alone,
             '<image>\n' + draw_instruction(record['image'], 2)
 
 
-def test_a_vqa_config_is_refused(tmp_path):
+def test_a_vqa_config_is_refused():
     model = get_model('llava-tiny_demo_vqa', device='cpu')
-    with AppendOnlyJsonl(str(tmp_path / 'out.jsonl')) as writer, \
-            pytest.raises(ValueError, match="task 'vqa'"):
-        caption_with_model([], model, writer)
+    with pytest.raises(ValueError, match="task 'vqa'"):
+        batch_captioner(model)
 
 
 def test_the_tool_captions_with_a_local_model(photo_folder, alone, tmp_path,

@@ -143,15 +143,15 @@ async def caption_remotely(args: argparse.Namespace,
 def caption_locally(args: argparse.Namespace, entries: list[ImageEntry],
                     writer: AppendOnlyJsonl, advance) -> CaptionSummary:
     """Caption with the local model the options name."""
-    from mmllava.apis import get_model
+    from mmllava.apis import batch_captioner, get_model
     model = get_model(args.local_model, pretrained=args.checkpoint,
                       device=args.device)
     generation = {} if args.max_tokens is None else dict(
         max_new_tokens=args.max_tokens)
     return caption_with_model(
-        entries, model, writer, batch_size=args.batch_size,
-        prompt=args.prompt or LOCAL_PROMPT, seed=args.seed,
-        style=args.instructions, generation_kwargs=generation, on_done=advance,
+        entries, batch_captioner(model, **generation), writer,
+        batch_size=args.batch_size, prompt=args.prompt or LOCAL_PROMPT,
+        seed=args.seed, style=args.instructions, on_done=advance,
         on_failure=report_failure)
 
 

@@ -1,4 +1,4 @@
-"""lmms-eval plugin: ``LMMS_EVAL_PLUGINS=mmllava.evaluation.lmms_eval_plugin
+"""lmms-eval plugin: ``LMMS_EVAL_PLUGINS=mmllava.lmms_eval_plugin
 lmms-eval --model mmllava --model_args pretrained=CKPT,config=MODEL ...``.
 
 lmms-eval imports ``<plugin>.models`` and reads its ``AVAILABLE_MODELS``;

@@ -1,8 +1,8 @@
-"""``mmllava/conversation_rules.py``: each rule on its own, a record that
+"""``mmllava/templates/rules.py``: each rule on its own, a record that
 breaks several gets them all, and the paths that raise raise the first."""
 import pytest
 
-from mmllava.conversation_rules import (BrokenRule, conversation_problems,
+from mmllava.templates.rules import (BrokenRule, conversation_problems,
                                         record_problems, rendered_turns)
 from mmllava.datasets.checks import REASONS, WARNINGS, check_rules
 from mmllava.templates import get_template

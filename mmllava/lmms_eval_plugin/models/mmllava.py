@@ -1,12 +1,12 @@
 """The mmllava model as an lmms-eval ``lmms`` model (imports lmms-eval)."""
 from lmms_eval.api.model import lmms
 
-from mmllava.evaluation.lmms_adapter import LMMSAdapter
+from mmllava.lmms_eval_plugin.adapter import LMMSAdapter
 
 
 class MMLLaVA(LMMSAdapter, lmms):
     """``--model mmllava --model_args pretrained=...,config=...``; see
-    :class:`~mmllava.evaluation.lmms_adapter.LMMSAdapter` for the
+    :class:`~mmllava.lmms_eval_plugin.adapter.LMMSAdapter` for the
     arguments."""
 
     def __init__(self, pretrained: str = None, config: str = None,

@@ -13,7 +13,7 @@ through ``generate_until``, ``loglikelihood`` and
 ``task_dict[task][split][doc_id]``. :class:`LMMSAdapter` answers them with
 the same test pipeline and generation as ``tools/test.py``, so a question
 asked through lmms-eval gets the answer ``tools/test.py`` gives it. It does
-not import lmms-eval; :mod:`mmllava.evaluation.lmms_eval_plugin` puts it
+not import lmms-eval; :mod:`mmllava.lmms_eval_plugin` puts it
 behind lmms-eval's ``lmms`` base class.
 """
 from typing import Optional, Sequence

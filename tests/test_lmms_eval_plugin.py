@@ -1,4 +1,4 @@
-"""``mmllava/evaluation/lmms_adapter.py`` and its lmms-eval plugin: the
+"""``mmllava/lmms_eval_plugin/adapter.py`` and its lmms-eval plugin: the
 requests of lmms-eval's model interface, answered as ``tools/test.py``
 answers the same questions (slow: a tools/test.py run on the demo model)."""
 import json
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmllava.evaluation.lmms_adapter import LMMSAdapter, cut_at_stops
+from mmllava.lmms_eval_plugin.adapter import LMMSAdapter, cut_at_stops
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 VQA_CONFIG = REPO / 'configs/llava/llava-tiny_demo_vqa.py'
 
 
@@ -55,16 +55,16 @@ def test_stops_and_arguments():
 def test_plugin_names_its_class():
     # lmms-eval's loader: <plugin>.models.AVAILABLE_MODELS, then the class
     # <plugin>.models.<name>.<class>.
-    from mmllava.evaluation.lmms_eval_plugin.models import AVAILABLE_MODELS
+    from mmllava.lmms_eval_plugin.models import AVAILABLE_MODELS
     assert AVAILABLE_MODELS == {'mmllava': 'MMLLaVA'}
-    source = (REPO / 'mmllava/evaluation/lmms_eval_plugin/models/'
+    source = (REPO / 'mmllava/lmms_eval_plugin/models/'
               'mmllava.py').read_text()
     assert 'class MMLLaVA(LMMSAdapter, lmms)' in source
 
 
 def test_plugin_against_lmms_eval_base_class():
     base = pytest.importorskip('lmms_eval.api.model')
-    from mmllava.evaluation.lmms_eval_plugin.models.mmllava import MMLLaVA
+    from mmllava.lmms_eval_plugin.models.mmllava import MMLLaVA
     assert issubclass(MMLLaVA, base.lmms)
     assert not getattr(MMLLaVA, '__abstractmethods__', None)
 
@@ -122,7 +122,7 @@ def test_answers_equal_tools_test(demo_workspace, demo_checkpoint, tmp_path,
     monkeypatch.chdir(demo_workspace)
     if LMMS_EVAL:
         # lmms-eval's own construction from --model_args.
-        from mmllava.evaluation.lmms_eval_plugin.models.mmllava import MMLLaVA
+        from mmllava.lmms_eval_plugin.models.mmllava import MMLLaVA
         adapter = MMLLaVA.create_from_arg_string(
             f'pretrained={demo_checkpoint},config={VQA_CONFIG}',
             dict(batch_size=4, device='cpu'))
