@@ -85,7 +85,9 @@ CAPTION_INSTRUCTIONS = {
 #: trained on.
 LOCAL_PROMPT = CAPTION_INSTRUCTIONS['detailed'][0]
 
-#: A local captioner: image paths and a prompt in, one caption per path out.
+#: A local captioner: image paths and a prompt in, one caption per path out
+#: (a caption whose ``cut`` is True, as :class:`~mmllava.models.
+#: generated_text.GeneratedText` says, is reported as ``caption_cut``).
 CaptionBatch = Callable[[list[str], str], list[str]]
 
 #: Failure codes of this module; image codes come from
@@ -93,7 +95,7 @@ CaptionBatch = Callable[[list[str], str], list[str]]
 CAPTION_REASONS = {
     'request_failed': 'the request failed or the reply was not a chat '
                       'completion',
-    'caption_cut': 'the reply was cut at max_tokens',
+    'caption_cut': 'the reply was cut at max_tokens (the token budget)',
     'empty_caption': 'the caption was empty or blank',
 }
 
@@ -223,11 +225,23 @@ def draw_instruction(image: str, seed: int, style: str = 'detailed') -> str:
         CAPTION_INSTRUCTIONS[style])
 
 
-def to_record(entry: ImageEntry, instruction: str, caption: str) -> dict:
-    """A stage-1 LLaVA record."""
-    return dict(id=entry.image, image=entry.image, conversations=[
+def to_record(entry: ImageEntry, instruction: str, caption: str,
+              source: Optional[str] = None) -> dict:
+    """A stage-1 LLaVA record; with ``source``, a ``source`` key naming the
+    captioner that wrote it."""
+    record = dict(id=entry.image, image=entry.image, conversations=[
         {'from': HUMAN, 'value': f'{IMAGE_PLACEHOLDER}\n{instruction}'},
         {'from': GPT, 'value': caption}])
+    if source is not None:
+        record['source'] = source
+    return record
+
+
+def foreign_sources(records: Sequence[dict], source: str) -> dict:
+    """How many of ``records`` another captioner than ``source`` wrote, by
+    that captioner (``None``: a record that names none)."""
+    return dict(Counter(record.get('source') for record in records
+                        if record.get('source') != source))
 
 
 @dataclass
@@ -275,8 +289,8 @@ class _Recorder:
 
     def __init__(self, writer: AppendOnlyJsonl, summary: CaptionSummary,
                  seed: int, style: str,
-                 on_failure: Optional[Callable[[CaptionFailure], None]]
-                 ) -> None:
+                 on_failure: Optional[Callable[[CaptionFailure], None]],
+                 source: Optional[str] = None) -> None:
         # Checked before the first request is spent.
         check_style(style)
         self.writer = writer
@@ -284,15 +298,24 @@ class _Recorder:
         self.seed = seed
         self.style = style
         self.on_failure = on_failure
+        self.source = source
 
     def caption(self, entry: ImageEntry, caption: str) -> None:
+        if getattr(caption, 'cut', False):
+            # A local model's answer that reached max_new_tokens, as the
+            # endpoint's finish_reason 'length'.
+            self.fail(entry, 'caption_cut', f'{entry.path}: the caption '
+                      'reached the token budget before its end (raise '
+                      'max_new_tokens / --max-tokens)')
+            return
         caption = caption.strip()
         if not caption:
             self.fail(entry, 'empty_caption',
                       f'{entry.path}: the caption is empty')
             return
         instruction = draw_instruction(entry.image, self.seed, self.style)
-        self.writer.append(to_record(entry, instruction, caption))
+        self.writer.append(to_record(entry, instruction, caption,
+                                     self.source))
         self.summary.written += 1
 
     def fail(self, entry: ImageEntry, code: str, message: str) -> None:
@@ -326,7 +349,8 @@ async def caption_with_client(
         style: str = 'detailed',
         request_params: Optional[dict] = None,
         on_done: Optional[Callable[[], None]] = None,
-        on_failure: Optional[Callable[[CaptionFailure], None]] = None
+        on_failure: Optional[Callable[[CaptionFailure], None]] = None,
+        source: Optional[str] = None
 ) -> CaptionSummary:
     """Caption each image ``writer`` does not hold yet through an endpoint.
 
@@ -343,6 +367,7 @@ async def caption_with_client(
             ``max_tokens``, ...).
         on_done: Called after each image, written or failed.
         on_failure: Called with each failure as it happens.
+        source: Names the captioner in each record's ``source`` key.
 
     Raises:
         ChatError: The endpoint refuses every request (401, 403, 404).
@@ -350,7 +375,8 @@ async def caption_with_client(
     pending = _pending(entries, writer)
     summary = CaptionSummary(skipped=len(entries) - len(pending),
                              usage=client.usage)
-    recorder = _Recorder(writer, summary, seed, style, on_failure)
+    recorder = _Recorder(writer, summary, seed, style, on_failure,
+                         source)
 
     async def work_on(entry: ImageEntry) -> None:
         # Decoding and resizing take long enough to stall other requests,
@@ -388,7 +414,8 @@ def caption_with_model(
         seed: int = 0,
         style: str = 'detailed',
         on_done: Optional[Callable[[], None]] = None,
-        on_failure: Optional[Callable[[CaptionFailure], None]] = None
+        on_failure: Optional[Callable[[CaptionFailure], None]] = None,
+        source: Optional[str] = None
 ) -> CaptionSummary:
     """Caption each image ``writer`` does not hold yet with a local model,
     ``batch_size`` images per batch; a batch's records are written as soon
@@ -408,12 +435,14 @@ def caption_with_model(
         style: ``'detailed'`` or ``'brief'`` record instructions.
         on_done: Called after each image, written or failed.
         on_failure: Called with each failure as it happens.
+        source: Names the captioner in each record's ``source`` key.
     """
     if batch_size < 1:
         raise ValueError(f'batch_size must be at least 1, got {batch_size}')
     pending = _pending(entries, writer)
     summary = CaptionSummary(skipped=len(entries) - len(pending))
-    recorder = _Recorder(writer, summary, seed, style, on_failure)
+    recorder = _Recorder(writer, summary, seed, style, on_failure,
+                         source)
     batch = []
 
     def run_batch() -> None:

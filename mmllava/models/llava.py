@@ -1,5 +1,6 @@
 """LLaVA: vision encoder -> projector -> image features spliced into the
 LLM's input embeddings -> causal LM."""
+import logging
 from contextlib import nullcontext
 from typing import Callable, Optional, Sequence
 
@@ -15,6 +16,7 @@ from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.models.anyres import (MERGE_TYPES, Size, check_pinpoints,
                                    count_image_tokens, merge_tile_features,
                                    num_tiles)
+from mmllava.models.generated_text import GeneratedText, ended
 from mmllava.models.lora import apply_lora
 from mmllava.models.packed_linears import PackedLinears, onednn_available
 from mmllava.models.packing import (check_packing_cfg, pack_batch,
@@ -608,13 +610,15 @@ class LLaVA(BaseModel):
     def predict(self, input_ids, attention_mask, pixel_values, num_images,
                 data_samples, image_sizes=None) -> list[DataSample]:
         """Generate with ``generation_cfg`` (greedy by default) and set each
-        sample's ``pred_text``."""
+        sample's ``pred_text``, and ``pred_cut``: whether the answer reached
+        the token budget before its end."""
         texts = self.generate_answers(input_ids, attention_mask,
                                       pixel_values, num_images, data_samples,
                                       image_sizes=image_sizes)
         samples = data_samples or [DataSample() for _ in texts]
         for sample, text in zip(samples, texts):
-            sample.set_field(text, 'pred_text', field_type='metainfo')
+            sample.set_field(str(text), 'pred_text', field_type='metainfo')
+            sample.set_field(text.cut, 'pred_cut', field_type='metainfo')
         return samples
 
     @torch.no_grad()
@@ -625,9 +629,12 @@ class LLaVA(BaseModel):
                          num_images: Optional[Sequence[int]] = None,
                          data_samples: Optional[list] = None,
                          image_sizes: Optional[torch.Tensor] = None,
+                         warn_when_cut: bool = True,
                          **generation_kwargs) -> list[str]:
         """Generate an answer per prompt, decoded and cut at the template's
-        stop text.
+        stop text. An answer that reached the token budget before its end
+        says so (:class:`GeneratedText` ``.cut``, and one warning per call
+        naming the samples).
 
         Prompts are left-padded after the splice and decoded with the KV
         cache, so a sample's answer does not depend on its batch.
@@ -637,6 +644,9 @@ class LLaVA(BaseModel):
                 image_sizes: As the data preprocessor returns them
                 (right-padded prompts).
             data_samples (list, optional): Named in errors.
+            warn_when_cut (bool): Whether to log the warning about cut
+                answers (a caller that shows ``.cut`` itself turns it off).
+                Defaults to True.
             **generation_kwargs: Override ``generation_cfg`` for this call
                 (e.g. ``max_new_tokens``, ``streamer``).
         """
@@ -658,4 +668,18 @@ class LLaVA(BaseModel):
                 eos_token_id=self.tokenizer.eos_token_id, **config)
         texts = self.tokenizer.batch_decode(
             generated, skip_special_tokens=True)
-        return [cut_at_stop(text, self.template.stop) for text in texts]
+        rows = generated.tolist()
+        cut = [not ended(row, self.tokenizer.decode(row),
+                         self.tokenizer.eos_token_id, self.template.stop)
+               for row in rows]
+        if warn_when_cut and any(cut):
+            names = sample_ids(data_samples) or list(range(len(rows)))
+            print_log(
+                f'{sum(cut)} of {len(rows)} answers reached the token budget '
+                f'(max_new_tokens={config.get("max_new_tokens")}) before '
+                'their end and are cut (samples '
+                f'{[name for name, is_cut in zip(names, cut) if is_cut]}); '
+                'raise max_new_tokens to let them finish.',
+                logger='current', level=logging.WARNING)
+        return [GeneratedText(cut_at_stop(text, self.template.stop), is_cut)
+                for text, is_cut in zip(texts, cut)]

@@ -70,6 +70,8 @@ def test_answers_are_logged_at_the_interval_only(config_and_model,
     assert 'Q: What colour is the shape?' in message
     assert '[None] Q: What is a triangle?' in message
     assert message.count('\n    A: ') == 2
+    # The untrained model ends no answer within its budget: each says so.
+    assert message.count(' [cut at max_new_tokens=') == 2
     # Back in train mode, weights untouched.
     assert model.training
     for key, value in model.state_dict().items():

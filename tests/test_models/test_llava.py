@@ -718,3 +718,32 @@ def test_the_build_says_where_each_part_comes_from(tokenizer, tmp_path,
     assert lines[-1].startswith(
         'Built LLaVA: vision tower randomly initialised, LLM randomly '
         f'initialised, projector {path}; trainable parameters: ')
+
+
+def test_an_answer_cut_at_the_budget_says_so(generator, monkeypatch):
+    """Random weights rarely emit EOS: the budget stops them, and each
+    answer (and the log) says it was cut. An answer the model ends with EOS
+    is not cut."""
+    logged = []
+    monkeypatch.setattr(llava_module, 'print_log',
+                        lambda message, **kwargs: logged.append(message))
+    batch = make_batch(generator, generation_samples(generator),
+                       with_labels=False)
+    answers = generator.generate_answers(**batch)
+    assert [answer.cut for answer in answers] == [True, True]
+    assert logged == [
+        f'2 of 2 answers reached the token budget (max_new_tokens='
+        f"{MAX_NEW_TOKENS}) before their end and are cut (samples "
+        "['sample-0', 'sample-1']); raise max_new_tokens to let them finish."]
+    predicted = generator(**batch, mode='predict')
+    assert [s.pred_cut for s in predicted] == [True, True]
+    # The LM head made to choose EOS first: every answer ends at once.
+    head = generator.llm.get_output_embeddings()
+    bias = torch.zeros(head.out_features)
+    bias[generator.tokenizer.eos_token_id] = 1e4
+    monkeypatch.setattr(head, 'bias', torch.nn.Parameter(bias))
+    monkeypatch.setattr(generator, 'packed_linears', None)
+    logged.clear()
+    answers = generator.generate_answers(**batch)
+    assert [answer.cut for answer in answers] == [False, False]
+    assert answers == ['', ''] and logged == []

@@ -31,9 +31,10 @@ from typing import Optional
 from mmllava.datagen.captioning import (CAPTION_INSTRUCTIONS,
                                         CAPTION_REASONS, DEFAULT_MAX_SIDE,
                                         DEFAULT_PROMPT, LOCAL_PROMPT,
-                                        CaptionSummary,
-                                        ImageEntry, caption_with_client,
-                                        caption_with_model, list_images)
+                                        CaptionSummary, ImageEntry,
+                                        caption_with_client,
+                                        caption_with_model, foreign_sources,
+                                        list_images)
 from mmllava.datagen.cli import (add_client_arguments, endpoint_client,
                                  note_torn_line, progress_bar,
                                  request_params)
@@ -77,6 +78,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument('--limit', type=int, help='only the first N images')
     parser.add_argument('--no-progress', action='store_true',
                         help='no progress bar')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='when --out holds captions by another captioner: '
+                        'set that file aside (<out>.replaced) and caption '
+                        'every image anew')
 
     # The endpoint's --max-tokens also caps the local captioner's answers.
     endpoint = add_client_arguments(parser, required=False)
@@ -122,6 +127,23 @@ def records_path(args: argparse.Namespace) -> str:
     return args.out if args.format == 'jsonl' else args.out + 'l'
 
 
+def captioner_name(args: argparse.Namespace) -> str:
+    """The captioner of this run, as its records' ``source`` names it."""
+    if args.local_model is not None:
+        weights = args.checkpoint or "its config's weights"
+        return f'{args.local_model} ({weights})'
+    return f'{args.model} at {args.base_url}'
+
+
+def set_aside(path: Path) -> Path:
+    """Rename ``path`` to the first free ``<path>.replaced[.N]``."""
+    target, number = Path(f'{path}.replaced'), 1
+    while target.exists():
+        target, number = Path(f'{path}.replaced.{number}'), number + 1
+    path.rename(target)
+    return target
+
+
 def report_failure(failure) -> None:
     print(f'failed ({failure.code}): {failure.message}', file=sys.stderr,
           flush=True)
@@ -137,7 +159,7 @@ async def caption_remotely(args: argparse.Namespace,
             entries, client, writer, prompt=args.prompt or DEFAULT_PROMPT,
             max_side=args.max_side, seed=args.seed, style=args.instructions,
             request_params=request_params(args), on_done=advance,
-            on_failure=report_failure)
+            on_failure=report_failure, source=captioner_name(args))
 
 
 def caption_locally(args: argparse.Namespace, entries: list[ImageEntry],
@@ -152,7 +174,7 @@ def caption_locally(args: argparse.Namespace, entries: list[ImageEntry],
         entries, batch_captioner(model, **generation), writer,
         batch_size=args.batch_size, prompt=args.prompt or LOCAL_PROMPT,
         seed=args.seed, style=args.instructions, on_done=advance,
-        on_failure=report_failure)
+        on_failure=report_failure, source=captioner_name(args))
 
 
 def print_summary(summary: CaptionSummary, seconds: float,
@@ -181,8 +203,23 @@ def run(args: argparse.Namespace) -> int:
         return 2
     entries = entries[:args.limit]
     note_torn_line(writer, 'its image is captioned again')
+    captioner = captioner_name(args)
+    # Captions of another captioner are never passed off as this one's.
+    others = foreign_sources(writer.records, captioner)
+    if others:
+        writer.close()
+        held = ', '.join(f'{count} by {name or "an unnamed captioner"}'
+                         for name, count in others.items())
+        if not args.overwrite:
+            print(f'error: {writer.path} holds captions of another '
+                  f'captioner ({held}); this run captions with {captioner}. '
+                  'Give another --out, or --overwrite to set that file '
+                  'aside and caption every image anew.', file=sys.stderr)
+            return 2
+        print(f'{writer.path} held {held}: set aside as '
+              f'{set_aside(writer.path)}', flush=True)
+        writer = AppendOnlyJsonl(records_path(args))
     pending = len({entry.image for entry in entries} - writer.done)
-    captioner = args.model or args.local_model
     print(f'{len(entries)} images in {folder}, {len(entries) - pending} done '
           f'before, {pending} to caption with {captioner}', flush=True)
     failures_path = Path(f'{records_path(args)[:-len(".jsonl")]}'

@@ -84,10 +84,13 @@ class SampleAnswersHook(Hook):
         model.eval()
         with torch.no_grad():
             answers = answer_samples(model, self._samples(),
-                                     max_new_tokens=self.max_new_tokens)
+                                     max_new_tokens=self.max_new_tokens,
+                                     warn_when_cut=False)
         model.train(was_training)
         lines = [f'Sample answers after {iterations_done} iterations:']
         for sample, answer in zip(self.samples, answers):
+            cut = f' [cut at max_new_tokens={self.max_new_tokens}]' \
+                if answer.cut else ''
             lines.append(f'  [{sample.get("image")}] Q: {sample["question"]}'
-                         f'\n    A: {answer}')
+                         f'\n    A: {answer}{cut}')
         runner.logger.info('\n'.join(lines))
