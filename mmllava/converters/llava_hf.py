@@ -1,7 +1,8 @@
 """mmllava <-> llava-hf (``transformers.LlavaForConditionalGeneration``).
 
 Export writes a folder that ``LlavaForConditionalGeneration.from_pretrained``
-and ``AutoProcessor.from_pretrained`` load as they are:
+and ``AutoProcessor.from_pretrained`` load as they are, and that serving
+stacks (vLLM, SGLang) read; docs/checkpoints.md lists the fields each reads:
 
 - weights in the llava-hf layout that transformers 4 and 5 (and vLLM) read::
 
@@ -16,6 +17,9 @@ and ``AutoProcessor.from_pretrained`` load as they are:
   added token, set to the mean of the existing rows (so a new token's logit
   is the mean logit, never the greedy choice). Every original row is kept
   bit for bit.
+- ``architectures`` (what vLLM and SGLang pick their model class by) and
+  ``dtype`` / ``torch_dtype`` (the LLM weights' dtype, which their
+  ``dtype='auto'`` serves in);
 - ``vision_feature_layer`` (= ``select_layer``),
   ``vision_feature_select_strategy`` (``'default'``: drop CLIP's CLS token,
   = ``select_feature='patch'``; ``'full'``: keep every token), and
@@ -59,6 +63,8 @@ from mmllava.templates import CHATML_TEMPLATES, SYSTEM_FRAME
 
 IMAGE_TOKEN = '<image>'
 PAD_TOKEN = '<pad>'
+#: config.json's ``architectures``: the class serving stacks build.
+ARCHITECTURE = 'LlavaForConditionalGeneration'
 #: mmllava projector key -> llava-hf projector key.
 PROJECTOR_KEYS = {'0.weight': 'linear_1.weight', '0.bias': 'linear_1.bias',
                   '2.weight': 'linear_2.weight', '2.bias': 'linear_2.bias'}
@@ -208,7 +214,8 @@ def hf_tokenizer(spec: LLaVASpec):
 
 
 def hf_config(spec: LLaVASpec, vocab_size: int, image_token_index: int,
-              pad_token_id: int):
+              pad_token_id: int, dtype: Optional[torch.dtype] = None):
+    """The config, with ``dtype`` the weights' (None: not written)."""
     from transformers import LlavaConfig
     text_config = dict(spec.llm_config, vocab_size=vocab_size,
                        pad_token_id=pad_token_id)
@@ -222,10 +229,10 @@ def hf_config(spec: LLaVASpec, vocab_size: int, image_token_index: int,
         projector_hidden_act='gelu',
         multimodal_projector_bias=True,
         tie_word_embeddings=spec.tie_word_embeddings,
-        pad_token_id=pad_token_id)
+        pad_token_id=pad_token_id, dtype=dtype)
     if spec.image_aspect_ratio == 'anyres':
         return llava_next_hf.hf_config(spec, kwargs)
-    return LlavaConfig(**kwargs)
+    return LlavaConfig(**kwargs, architectures=[ARCHITECTURE])
 
 
 def hf_processor(spec: LLaVASpec, tokenizer):
@@ -273,6 +280,7 @@ def write_llava_hf(spec: LLaVASpec, shards: Shards, out_dir: str,
         raise ValueError(f'{IMAGE_TOKEN} got id {image_token_index}, past the '
                          f'vocabulary of {vocab_size}.')
     writer = ShardWriter(out_dir, max_shard_size, log)
+    dtype = None
     for part, key, tensor in split_parts(shards):
         if part == 'end_of_shard':
             writer.flush()
@@ -285,11 +293,13 @@ def write_llava_hf(spec: LLaVASpec, shards: Shards, out_dir: str,
                 raise ValueError(f'{LLM_PREFIX}{key} has {tensor.shape[0]} '
                                  f'rows, the LLM config {spec.vocab_size}.')
             tensor = grow_rows(tensor, added)
+        if part == 'llm' and dtype is None and tensor.is_floating_point():
+            dtype = tensor.dtype
         writer.add(to_hf_key(part, key), tensor)
     writer.close()
     pad_token_id = tokenizer.pad_token_id
-    hf_config(spec, vocab_size, image_token_index,
-              pad_token_id).save_pretrained(out_dir)
+    hf_config(spec, vocab_size, image_token_index, pad_token_id,
+              dtype).save_pretrained(out_dir)
     processor = hf_processor(spec, tokenizer)
     processor.save_pretrained(out_dir)
     # The tokenizer alone also carries the template (AutoTokenizer users).
@@ -316,6 +326,8 @@ def add_transformers4_fields(out_dir: str) -> None:
     - ``text_config.rope_theta`` (and ``rope_scaling``) beside 5's
       ``rope_parameters``: without it 4.x takes theta 10000, and an LLM
       with another theta (Qwen, Llama-3, Mistral) gives wrong logits;
+    - ``torch_dtype`` beside 5's ``dtype`` (4.x before 4.56, and SGLang,
+      read only the old name);
     - no list-valued ``extra_special_tokens`` (4.x expects a dict and fails)
       when its tokens are special tokens of the tokenizer anyway;
     - ``preprocessor_config.json``, where 4.x looks for the image processor
@@ -324,6 +336,8 @@ def add_transformers4_fields(out_dir: str) -> None:
     folder = Path(out_dir)
     config_file = folder / 'config.json'
     config = json.loads(config_file.read_text())
+    if config.get('dtype'):
+        config.setdefault('torch_dtype', config['dtype'])
     text_config = config.get('text_config', {})
     rope = text_config.get('rope_parameters')
     if rope and 'rope_theta' in rope:

@@ -16,6 +16,8 @@ from mmllava.converters.native import LLaVASpec
 from mmllava.models.anyres import pinpoints_from_hf, pinpoints_to_hf
 
 MODEL_TYPE = 'llava_next'
+#: config.json's ``architectures``: the class serving stacks build.
+ARCHITECTURE = 'LlavaNextForConditionalGeneration'
 
 
 def check_exportable(spec: LLaVASpec) -> None:
@@ -30,8 +32,9 @@ def hf_config(spec: LLaVASpec, base_kwargs: dict):
     from transformers import LlavaNextConfig
     # Its image_seq_length stays the base view's; the processor counts the
     # rest from each image's size.
-    return LlavaNextConfig(**base_kwargs, image_grid_pinpoints=pinpoints_to_hf(
-        spec.image_grid_pinpoints))
+    return LlavaNextConfig(**base_kwargs, architectures=[ARCHITECTURE],
+                           image_grid_pinpoints=pinpoints_to_hf(
+                               spec.image_grid_pinpoints))
 
 
 def hf_processor(spec: LLaVASpec, tokenizer, strategy: str,
