@@ -2,6 +2,7 @@
 at batch 1 and batch 8, and whether the answers agree. mmllava runs twice:
 as it is (on CPU its linear layers on oneDNN-packed weights) and on torch's
 own kernels, the baseline's."""
+import statistics
 import time
 from typing import Sequence
 
@@ -72,7 +73,8 @@ def benchmark_generation(mmllava_model, mmllava_torch_kernels,
                          baseline_model, prompts: Sequence[Sample],
                          sizes: Sizes, tokenizer, device: str) -> dict:
     """Batch 1 (each prompt alone) and batch ``len(prompts)``, the models
-    interleaved ``sizes.generation_rounds`` times.
+    interleaved ``sizes.generation_rounds`` times; each figure is the median
+    and the lowest of its rounds' new tokens/s.
 
     Args:
         mmllava_torch_kernels: ``mmllava_model`` built with
@@ -87,7 +89,7 @@ def benchmark_generation(mmllava_model, mmllava_torch_kernels,
             baseline_model, batch, sizes, tokenizer, device),
     }
     layouts = {1: [[prompt] for prompt in prompts], len(prompts): [prompts]}
-    seconds = {(side, size): 0.0 for side in calls for size in layouts}
+    seconds = {(side, size): [] for side in calls for size in layouts}
     answers = {}
     for _ in range(sizes.generation_rounds):
         for size, batches in layouts.items():
@@ -96,13 +98,18 @@ def benchmark_generation(mmllava_model, mmllava_torch_kernels,
                 start = time.perf_counter()
                 texts = [text for batch in batches for text in call(batch)]
                 synchronize(device)
-                seconds[side, size] += time.perf_counter() - start
+                seconds[side, size].append(time.perf_counter() - start)
                 answers[side, size] = texts
-    new_tokens = len(prompts) * sizes.new_tokens * sizes.generation_rounds
+    new_tokens = len(prompts) * sizes.new_tokens
+    rates = {f'{side}_batch{size}': sorted(new_tokens / value
+                                           for value in rounds)
+             for (side, size), rounds in seconds.items()}
     reference = answers['mmllava', 1]
     return dict(
-        tokens_per_s={f'{side}_batch{size}': new_tokens / value
-                      for (side, size), value in seconds.items()},
+        tokens_per_s={key: statistics.median(values)
+                      for key, values in rates.items()},
+        lowest_tokens_per_s={key: values[0] for key, values in rates.items()},
+        rounds=sizes.generation_rounds,
         outputs_equal=all(texts == reference for texts in answers.values()),
         answers={f'{side}_batch{size}': texts
                  for (side, size), texts in answers.items()})
