@@ -13,14 +13,15 @@ import argparse
 import sys
 from pathlib import Path
 from threading import Thread
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from mmengine.logging import MMLogger
 from PIL import Image
-from transformers import TextIteratorStreamer
 
-from mmllava.apis import ChatSession, get_model
 from mmllava.utils.runner_args import add_unsafe_pickle_arg
+
+if TYPE_CHECKING:
+    from mmllava.apis import ChatSession
 
 COMMANDS = '/image PATH, /reset, /quit'
 
@@ -39,9 +40,10 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def stream_answer(session: ChatSession, question: str, **kwargs) -> str:
+def stream_answer(session: 'ChatSession', question: str, **kwargs) -> str:
     """Print the answer while it is generated (generation runs in a thread
     that feeds the streamer) and return it."""
+    from transformers import TextIteratorStreamer
     streamer = TextIteratorStreamer(session.model.tokenizer, skip_prompt=True,
                                     skip_special_tokens=True)
     result: dict = {}
@@ -100,6 +102,8 @@ def main() -> None:
     args = parse_args()
     if not check_image(args.image):
         sys.exit(1)
+    # Seconds to import (torch, transformers): only once parsed.
+    from mmllava.apis import ChatSession, get_model
     # Model-building logs would interleave with the transcript on stdout.
     MMLogger.get_instance('chat', log_level='WARNING')
     model = get_model(args.model, pretrained=args.checkpoint,

@@ -38,10 +38,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from mmengine.config import Config
 
-from mmllava.testing.demo.assets import (pretrain_language_model,
-                                         pretrain_vision_encoder)
 from mmllava.testing.demo.eval_files import write_eval_files
-from mmllava.testing.demo.predictions import draw_predictions, join_answers
 from mmllava.testing.demo.report import comparison_table, examples_per_kind
 from mmllava.testing.demo.synthetic_scenes import generate_demo_dataset
 from mmllava.testing.demo.tokenizer import write_llama_tokenizer
@@ -105,6 +102,9 @@ def check_made_as_configured(data_dir: Path, vision_dir: Path,
 
 def prepare(demo: dict) -> None:
     """Make the demo's data and weights where they are missing."""
+    # torch and transformers take seconds to import: not for --help.
+    from mmllava.testing.demo.assets import (pretrain_language_model,
+                                             pretrain_vision_encoder)
     data_dir = Path(demo['data_dir'])
     if not data_dir.is_dir():
         print(f'Generating the demo dataset in {data_dir} ...')
@@ -207,6 +207,8 @@ def test(config: Path, checkpoint: Path, work_dir: Path,
 
 def evaluate(demo: dict, checkpoint: Path, work_dir: Path) -> None:
     """Test the model and its blind baseline; print and draw the results."""
+    # Imports mmllava's models (seconds): not for --help.
+    from mmllava.testing.demo.predictions import draw_predictions, join_answers
     model, blind, answer_files = {}, {}, {}
     for config in (CAPTION_CONFIG, VQA_CONFIG):
         for is_blind, metrics in ((False, model), (True, blind)):

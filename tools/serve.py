@@ -24,12 +24,14 @@ from pathlib import Path
 
 import uvicorn
 
-from mmllava.apis import get_model
-from mmllava.serving import ServerSettings, build_app
-from mmllava.serving.app import LOCAL_HOSTS
-from mmllava.serving.server import uvicorn_config
-
-DEFAULTS = ServerSettings(model_name='')
+#: Options whose default is ServerSettings': None on the command line, and
+#: read from ServerSettings once the arguments are parsed (importing the
+#: server takes seconds: torch, transformers), so that --help answers at
+#: once. --gather-window-ms is its gather_window_s in milliseconds.
+SETTINGS_DEFAULTS = ('batching', 'max_batch_size', 'queue_size',
+                     'max_tokens_cap', 'max_image_pixels', 'max_body_bytes',
+                     'max_image_side', 'max_n', 'max_images',
+                     'body_timeout_s')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,35 +54,27 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='the model id clients send (default: the name '
                         'or config file stem)')
     parser.add_argument('--batching', choices=('continuous', 'static'),
-                        default=DEFAULTS.batching,
                         help='continuous: a request joins the running batch '
                         'at the next decoding step; static: batches run to '
                         'their end')
-    parser.add_argument('--max-batch-size', type=int,
-                        default=DEFAULTS.max_batch_size)
-    parser.add_argument('--queue-size', type=int, default=DEFAULTS.queue_size,
+    parser.add_argument('--max-batch-size', type=int)
+    parser.add_argument('--queue-size', type=int,
                         help='requests that may wait; more get 503')
     parser.add_argument('--gather-window-ms', type=float,
-                        default=DEFAULTS.gather_window_s * 1000,
                         help='how long a batch waits for more requests')
-    parser.add_argument('--max-tokens-cap', type=int,
-                        default=DEFAULTS.max_tokens_cap)
-    parser.add_argument('--max-image-pixels', type=int,
-                        default=DEFAULTS.max_image_pixels)
-    parser.add_argument('--max-body-bytes', type=int,
-                        default=DEFAULTS.max_body_bytes)
+    parser.add_argument('--max-tokens-cap', type=int)
+    parser.add_argument('--max-image-pixels', type=int)
+    parser.add_argument('--max-body-bytes', type=int)
     parser.add_argument('--allow-remote-images', action='store_true',
                         help='fetch http(s) image URLs (off: data URLs only)')
-    parser.add_argument('--max-image-side', type=int,
-                        default=DEFAULTS.max_image_side)
+    parser.add_argument('--max-image-side', type=int)
     parser.add_argument('--max-in-flight', type=int,
                         help='chat requests being read, prepared, queued or '
                         'generated at once; more get 503 (default: '
                         'queue size + batch size)')
-    parser.add_argument('--max-n', type=int, default=DEFAULTS.max_n,
+    parser.add_argument('--max-n', type=int,
                         help='most choices (n) per request')
     parser.add_argument('--max-images', type=int,
-                        default=DEFAULTS.max_images,
                         help='most images per conversation')
     parser.add_argument('--allow-host', action='append', metavar='NAME',
                         help='a Host header to answer (repeatable; "*" '
@@ -90,12 +84,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='close connections whose request headers take '
                         'longer')
     parser.add_argument('--body-timeout-s', type=float,
-                        default=DEFAULTS.body_timeout_s,
                         help='answer 408 to bodies that take longer')
     parser.add_argument('--max-connections', type=int, default=256,
                         help='most open connections')
     parser.add_argument('--device', help='defaults to cuda when available')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    from mmllava.serving import ServerSettings
+    defaults = ServerSettings(model_name='')
+    for name in SETTINGS_DEFAULTS:
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(defaults, name))
+    if args.gather_window_ms is None:
+        args.gather_window_ms = defaults.gather_window_s * 1000
+    return args
 
 
 def read_api_key(variable: str) -> str:
@@ -110,6 +111,7 @@ def allowed_hosts(host: str, given) -> tuple:
     """The Host headers to answer: those given, else the bound address
     (with the localhost names for a loopback address); a wildcard address
     without ``--allow-host`` answers any (it has no one name)."""
+    from mmllava.serving.app import LOCAL_HOSTS
     if given:
         return tuple(name.lower() for name in given)
     if host in ('localhost', ''):
@@ -147,6 +149,10 @@ async def serve(server: uvicorn.Server, sock: socket.socket,
 
 def main() -> None:
     args = parse_args()
+    # Seconds to import (torch, transformers): only once parsed.
+    from mmllava.apis import get_model
+    from mmllava.serving import ServerSettings, build_app
+    from mmllava.serving.server import uvicorn_config
     api_key = read_api_key(args.api_key_env) if args.api_key_env else None
     model_name = args.model_name or Path(args.model).stem
     settings = ServerSettings(

@@ -33,6 +33,9 @@ from typing import Callable, Optional, Sequence
 from PIL import Image
 
 from mmllava.constants import IMAGE_PLACEHOLDER
+# Kept apart for tools/data/caption_images.py's --help (light).
+from mmllava.datagen.caption_defaults import (CAPTION_INSTRUCTIONS,
+                                              DEFAULT_MAX_SIDE, LOCAL_PROMPT)
 from mmllava.datagen.client import ChatClient, ChatError, Usage
 from mmllava.datagen.output import AppendOnlyJsonl
 from mmllava.datagen.pool import run_pool
@@ -44,10 +47,6 @@ from mmllava.templates import GPT, HUMAN
 IMAGE_EXTENSIONS = frozenset(
     {'.jpg', '.jpeg', '.png', '.webp', '.bmp', '.gif', '.tif', '.tiff'})
 
-#: OpenAI's high-detail mode first fits an image into 2048 x 2048, so larger
-#: uploads only cost bandwidth.
-DEFAULT_MAX_SIDE = 2048
-
 #: What the vision model is asked for each image.
 DEFAULT_PROMPT = (
     'Describe this image in detail for someone who cannot see it. Cover the '
@@ -56,34 +55,6 @@ DEFAULT_PROMPT = (
     'other. Mention only what is visible: do not guess names, places or '
     'intentions the picture does not show. Write plain prose in one to '
     'three paragraphs, without lists or headings.')
-
-#: The human turn of a stage-1 record, one drawn per image.
-CAPTION_INSTRUCTIONS = {
-    'detailed': [
-        'Describe this image in detail.',
-        'Give a thorough description of what the picture shows.',
-        'What is in this image? Describe it as fully as you can.',
-        'Write a detailed account of the scene in this photo.',
-        'Explain everything you can see in this picture.',
-        'Describe the contents of the image, including the small details.',
-        'Walk me through this image, describing each part of it.',
-        'Provide an in-depth description of this image.',
-    ],
-    'brief': [
-        'Describe the image briefly.',
-        'Give a short caption for this picture.',
-        'Summarize what the photo shows in a few words.',
-        'What does this image show, in one sentence?',
-        'Write a concise description of the picture.',
-        'Caption this image.',
-        'Sum up the scene in a short phrase.',
-        'Briefly say what is in this image.',
-    ],
-}
-
-#: What a local captioner is asked: a human turn of the records it was
-#: trained on.
-LOCAL_PROMPT = CAPTION_INSTRUCTIONS['detailed'][0]
 
 #: A local captioner: image paths and a prompt in, one caption per path out
 #: (a caption whose ``cut`` is True, as :class:`~mmllava.models.

@@ -37,30 +37,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from mmllava.models.tokenizer import build_tokenizer
-from mmllava.testing.demo.tokenizer import write_llama_tokenizer
-
-from benchmark_parts.anyres_cost import (anyres_rows, benchmark_anyres,
-                                         format_anyres_table)
-from benchmark_parts.batches import (baseline_batch, build_datasets,
-                                     load_samples, mmllava_batch)
-from benchmark_parts.data_path import (benchmark_data_path, official_datasets,
-                                       outputs_agree, pixel_levels_apart)
-from benchmark_parts.flops import epoch_flops, gemm_peak
-from benchmark_parts.generation import benchmark_generation, prompt_samples
-from benchmark_parts.memory import WEIGHTS_FILE, peak_memories, write_inputs
-from benchmark_parts.models import (build_baseline, build_mmllava,
-                                    save_weights, widen_lm_head)
-from benchmark_parts.report import format_table, row, save, training_rows
-from benchmark_parts.serving import (benchmark_serving, build_served_model,
-                                     format_serving_table)
-from benchmark_parts.sizes import get_sizes
-from benchmark_parts.synthetic_data import write_dataset
-from benchmark_parts.training import (Setting, build_run, summarize,
-                                      train_interleaved)
+if TYPE_CHECKING:
+    from benchmark_parts.training import Setting
 
 #: mmllava's best setting (packed) and the unpacked ones that show where its
 #: gain comes from; the baseline at random batches and at its best.
@@ -92,7 +72,8 @@ def parse_parts(value: str) -> list[str]:
     return parts
 
 
-def training_settings(packing_max_length: int) -> list[Setting]:
+def training_settings(packing_max_length: int) -> list['Setting']:
+    from benchmark_parts.training import Setting
     return [
         Setting(BEST, 'mmllava', 'random', packing_max_length),
         Setting('mmllava_grouped', 'mmllava', 'grouped'),
@@ -142,6 +123,9 @@ def check_logits(mmllava_model, baseline_model, samples, sizes,
                  device) -> float:
     """Largest logit difference on the shortest image sample and the
     shortest text-only one (every real position)."""
+    import torch
+
+    from benchmark_parts.batches import baseline_batch, mmllava_batch
     picked = [min((s for s in samples if bool(s.num_images) == image),
                   key=lambda s: len(s.input_ids), default=None)
               for image in (True, False)]
@@ -173,6 +157,10 @@ def loss_checks(train: dict) -> dict:
 def measure_training(args, sizes, work_dir, tokenizer_dir, samples,
                      weights) -> tuple[dict, dict]:
     """Logits check, interleaved training, memory, MFU."""
+    from benchmark_parts.flops import epoch_flops, gemm_peak
+    from benchmark_parts.memory import peak_memories, write_inputs
+    from benchmark_parts.training import (build_run, summarize,
+                                          train_interleaved)
     settings = training_settings(sizes.packing_max_length)
     write_inputs(work_dir, sizes, tokenizer_dir, args.seed, settings,
                  args.device, samples)
@@ -208,6 +196,11 @@ def measure_training(args, sizes, work_dir, tokenizer_dir, samples,
 def measure_generation(args, sizes, tokenizer_dir, tokenizer, datasets,
                        samples, weights) -> tuple[list[dict], dict, dict]:
     """Greedy generation at batch 1 and 8, answers compared."""
+    from benchmark_parts.generation import (benchmark_generation,
+                                            prompt_samples)
+    from benchmark_parts.models import (build_baseline, build_mmllava,
+                                        widen_lm_head)
+    from benchmark_parts.report import row
     records = [dataset.get_data_info(index) for dataset in datasets
                for index in range(len(dataset))]
     generator = build_mmllava(sizes, tokenizer_dir, weights)
@@ -243,6 +236,11 @@ def measure_data_path(sizes, tokenizer, paths,
                       datasets) -> tuple[list[dict], dict]:
     """Json record to collated batch, against the official preprocessing:
     the bit-exact pipeline, and the one resizing with torch."""
+    from benchmark_parts.batches import build_datasets
+    from benchmark_parts.data_path import (benchmark_data_path,
+                                           official_datasets, outputs_agree,
+                                           pixel_levels_apart)
+    from benchmark_parts.report import row
     official = official_datasets(sizes, tokenizer, paths)
     agreement = outputs_agree(datasets, official)
     torch_resized = build_datasets(sizes, tokenizer, paths, 'torch')
@@ -264,6 +262,7 @@ def measure_data_path(sizes, tokenizer, paths,
 
 
 def measure_serving(args, work_dir: str) -> dict:
+    from benchmark_parts.serving import benchmark_serving, build_served_model
     serving_dir = Path(work_dir, 'serving')
     serving_dir.mkdir(parents=True, exist_ok=True)
     model = build_served_model(str(serving_dir), str(REPO), args.device)
@@ -276,6 +275,8 @@ def measure_serving(args, work_dir: str) -> dict:
 
 def serving_only(args) -> None:
     """``--parts serving``: no training data or reference model needed."""
+    from benchmark_parts.report import save
+    from benchmark_parts.serving import format_serving_table
     with tempfile.TemporaryDirectory() as temporary:
         result = measure_serving(args, args.work_dir or temporary)
     print(format_serving_table(result))
@@ -287,6 +288,23 @@ def serving_only(args) -> None:
 
 def main() -> None:
     args = parse_args()
+    # torch, transformers and the parts (which import mmllava's models) take
+    # seconds to import: here and in the functions main calls, once the
+    # arguments are parsed, so that --help answers at once.
+    import torch
+
+    from mmllava.models.tokenizer import build_tokenizer
+    from mmllava.testing.demo.tokenizer import write_llama_tokenizer
+
+    from benchmark_parts.anyres_cost import (anyres_rows, benchmark_anyres,
+                                             format_anyres_table)
+    from benchmark_parts.batches import build_datasets, load_samples
+    from benchmark_parts.memory import WEIGHTS_FILE
+    from benchmark_parts.models import build_mmllava, save_weights
+    from benchmark_parts.report import format_table, save, training_rows
+    from benchmark_parts.serving import format_serving_table
+    from benchmark_parts.sizes import get_sizes
+    from benchmark_parts.synthetic_data import write_dataset
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.parts == ['serving']:

@@ -14,14 +14,9 @@ the same probe on the raw pixels as a reference.
 import argparse
 import time
 
-import torch
 from mmengine.config import Config
-from transformers import AutoImageProcessor
 
 from mmllava.registry import MODELS
-from mmllava.testing.demo.feature_probe import (IGNORE, demo_scenes,
-                                                fit_probes, probe_heads,
-                                                scene_targets, scored)
 from mmllava.testing.demo.scenes import draw_scene
 
 DEMO_CONFIG = 'configs/llava/llava-tiny_demo_pretrain.py'
@@ -40,21 +35,23 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-@torch.no_grad()
 def tower_features(encoder, processor, scenes, batch_size: int = 256):
     """``(N, N_patches * C)`` features and ``(N, 3 * H * W)`` pixels."""
+    import torch
     features, pixels = [], []
     for start in range(0, len(scenes), batch_size):
         images = [draw_scene(scene) for scene in
                   scenes[start:start + batch_size]]
         values = processor(images, return_tensors='pt')['pixel_values']
-        features.append(encoder(values).flatten(1))
+        with torch.no_grad():
+            features.append(encoder(values).flatten(1))
         pixels.append(values.flatten(1))
     return torch.cat(features), torch.cat(pixels)
 
 
 def majority_rates(train_targets, test_targets, heads) -> dict[str, float]:
     """Accuracy of always answering each head's most common train class."""
+    from mmllava.testing.demo.feature_probe import IGNORE, scored
     hits: dict[str, list[float]] = {}
     for i, head in enumerate(heads):
         known = train_targets[:, i][train_targets[:, i] != IGNORE]
@@ -80,6 +77,13 @@ def majority_rates(train_targets, test_targets, heads) -> dict[str, float]:
 
 def main() -> None:
     args = parse_args()
+    # torch and transformers take seconds to import: only once parsed.
+    import torch
+    from transformers import AutoImageProcessor
+
+    from mmllava.testing.demo.feature_probe import (demo_scenes, fit_probes,
+                                                    probe_heads,
+                                                    scene_targets)
     cfg = Config.fromfile(args.config)
     encoder_cfg = dict(cfg.model.vision_encoder)
     if args.vision_encoder:

@@ -26,22 +26,19 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from mmllava.datagen.captioning import (CAPTION_INSTRUCTIONS,
-                                        CAPTION_REASONS, DEFAULT_MAX_SIDE,
-                                        DEFAULT_PROMPT, LOCAL_PROMPT,
-                                        CaptionSummary, ImageEntry,
-                                        caption_with_client,
-                                        caption_with_model, foreign_sources,
-                                        list_images)
+from mmllava.datagen.caption_defaults import (CAPTION_INSTRUCTIONS,
+                                              DEFAULT_MAX_SIDE, LOCAL_PROMPT)
 from mmllava.datagen.cli import (add_client_arguments, endpoint_client,
                                  note_torn_line, progress_bar,
                                  request_params)
 from mmllava.datagen.client import ChatError
 from mmllava.datagen.output import (AppendOnlyJsonl, export_json,
                                     write_failures)
-from mmllava.datasets.checks import REASONS
+
+if TYPE_CHECKING:
+    from mmllava.datagen.captioning import CaptionSummary, ImageEntry
 
 #: Options of one mode only (argparse destinations).
 ENDPOINT_ONLY = ('model', 'api_key_env', 'concurrency', 'rpm', 'max_retries',
@@ -150,10 +147,11 @@ def report_failure(failure) -> None:
 
 
 async def caption_remotely(args: argparse.Namespace,
-                           entries: list[ImageEntry],
+                           entries: list['ImageEntry'],
                            writer: AppendOnlyJsonl,
-                           advance) -> CaptionSummary:
+                           advance) -> 'CaptionSummary':
     """Caption through the endpoint the options name."""
+    from mmllava.datagen.captioning import DEFAULT_PROMPT, caption_with_client
     async with endpoint_client(args) as client:
         return await caption_with_client(
             entries, client, writer, prompt=args.prompt or DEFAULT_PROMPT,
@@ -162,10 +160,11 @@ async def caption_remotely(args: argparse.Namespace,
             on_failure=report_failure, source=captioner_name(args))
 
 
-def caption_locally(args: argparse.Namespace, entries: list[ImageEntry],
-                    writer: AppendOnlyJsonl, advance) -> CaptionSummary:
+def caption_locally(args: argparse.Namespace, entries: list['ImageEntry'],
+                    writer: AppendOnlyJsonl, advance) -> 'CaptionSummary':
     """Caption with the local model the options name."""
     from mmllava.apis import batch_captioner, get_model
+    from mmllava.datagen.captioning import caption_with_model
     model = get_model(args.local_model, pretrained=args.checkpoint,
                       device=args.device)
     generation = {} if args.max_tokens is None else dict(
@@ -177,9 +176,11 @@ def caption_locally(args: argparse.Namespace, entries: list[ImageEntry],
         on_failure=report_failure, source=captioner_name(args))
 
 
-def print_summary(summary: CaptionSummary, seconds: float,
+def print_summary(summary: 'CaptionSummary', seconds: float,
                   failures_path: Path) -> None:
     """Counts, failures by reason, and usage."""
+    from mmllava.datagen.captioning import CAPTION_REASONS
+    from mmllava.datasets.checks import REASONS
     print(f'{summary.written} written, {summary.skipped} done before, '
           f'{len(summary.failures)} failed in {seconds:.1f} s')
     for code, count in summary.by_reason().items():
@@ -195,6 +196,9 @@ def print_summary(summary: CaptionSummary, seconds: float,
 
 def run(args: argparse.Namespace) -> int:
     """Caption; return the exit status."""
+    # mmllava's datasets load torch and transformers (seconds): imported
+    # once the arguments are parsed, so that --help answers at once.
+    from mmllava.datagen.captioning import foreign_sources, list_images
     try:
         folder, entries = list_images(args.images, args.image_folder)
         writer = AppendOnlyJsonl(records_path(args))

@@ -21,16 +21,16 @@ import argparse
 import json
 import os
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from mmengine.config import Config
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
                            TextColumn, TimeRemainingColumn)
 
-from mmllava.datasets.checks import (REASONS, WARNINGS, Report,
-                                     check_data_file)
-from mmllava.models.tokenizer import build_tokenizer
 from mmllava.templates import get_template
+
+if TYPE_CHECKING:
+    from mmllava.datasets.checks import Report
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -107,9 +107,10 @@ def resolve_settings(args: argparse.Namespace) -> dict:
     return settings
 
 
-def print_report(report: Report) -> None:
+def print_report(report: 'Report') -> None:
     """Every problem, every warning, the count per reason, then what helps
     for a fault of the file as a whole."""
+    from mmllava.datasets.checks import REASONS, WARNINGS
     for problem in report.problems:
         print(problem)
     for warning in report.warnings:
@@ -133,6 +134,10 @@ def print_report(report: Report) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     """Check, print the report and return the exit status."""
     args = parse_args(argv)
+    # mmllava's datasets and models load torch and transformers (seconds):
+    # imported once the arguments are parsed, so that --help answers at once.
+    from mmllava.datasets.checks import check_data_file
+    from mmllava.models.tokenizer import build_tokenizer
     try:
         settings = resolve_settings(args)
         tokenizer = template = None

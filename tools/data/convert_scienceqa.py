@@ -17,8 +17,6 @@ image folder (``images/<split>`` in ScienceQA's layout).
 import argparse
 import time
 
-from mmllava.datasets.scienceqa import convert_scienceqa
-
 
 def parse_args() -> argparse.Namespace:
     """Read the command line."""
@@ -45,6 +43,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     """Convert and say what was written."""
     args = parse_args()
+    # Imports mmllava's datasets (seconds): only once parsed.
+    from mmllava.datasets.scienceqa import convert_scienceqa
     print(f'converting the {args.split!r} split of {args.problems} ...',
           flush=True)
     start = time.perf_counter()

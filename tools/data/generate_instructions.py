@@ -29,12 +29,10 @@ from mmllava.datagen.cli import (add_client_arguments, endpoint_client,
                                  note_torn_line, progress_bar,
                                  request_params)
 from mmllava.datagen.client import ChatError
-from mmllava.datagen.context import load_coco_contexts, load_simple_contexts
 from mmllava.datagen.output import (AppendOnlyJsonl, export_json,
                                     write_failures)
 from mmllava.datagen.parsing import TYPES
 from mmllava.datagen.prompts import load_fewshot
-from mmllava.datagen.runner import generate_instructions
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -84,6 +82,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 async def run(args: argparse.Namespace) -> int:
     """Generate; return the exit status."""
+    # Imports mmllava's datasets (seconds): not for --help.
+    from mmllava.datagen.context import (load_coco_contexts,
+                                         load_simple_contexts)
+    from mmllava.datagen.runner import generate_instructions
     try:
         contexts = (load_coco_contexts(args.coco_captions,
                                        args.coco_instances)

@@ -28,8 +28,6 @@ from mmllava.datagen.cli import (add_client_arguments, endpoint_client,
                                  progress_bar, request_params)
 from mmllava.datagen.client import ChatError
 from mmllava.datagen.output import AppendOnlyJsonl
-from mmllava.datagen.review import (format_scores, load_review_items,
-                                    relative_scores, review_answers)
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -59,6 +57,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 async def run(args: argparse.Namespace) -> int:
     """Judge, then report; return the exit status."""
+    # Imports mmllava's datasets (seconds): not for --help.
+    from mmllava.datagen.review import (format_scores, load_review_items,
+                                        relative_scores, review_answers)
     try:
         items = load_review_items(args.questions, args.contexts,
                                   args.references, args.answers)

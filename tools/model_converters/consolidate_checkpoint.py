@@ -10,23 +10,39 @@ it. It cannot resume training; resume from the folder itself.
 """
 import argparse
 
-from mmllava.converters.cli import parse_args, progress_logger, run
-from mmllava.converters.deepspeed_checkpoint import \
-    consolidate_deepspeed_checkpoint_file
-from mmllava.setup_env import register_all_modules
-from mmllava.utils.files import resolve_checkpoint
+from mmllava.utils.runner_args import (add_unsafe_pickle_arg,
+                                       apply_unsafe_pickle_arg)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('checkpoint',
                         help='DeepSpeed checkpoint folder, or a work dir')
     parser.add_argument('out', help='output .pth file')
-    args = parse_args(parser)
+    add_unsafe_pickle_arg(parser)
+    args = parser.parse_args()
+    apply_unsafe_pickle_arg(args)
+    return args
+
+
+def convert(args: argparse.Namespace) -> None:
+    # Imported once the arguments are parsed (torch and DeepSpeed take
+    # seconds), so that --help answers at once.
+    from mmllava.converters.cli import progress_logger
+    from mmllava.converters.deepspeed_checkpoint import \
+        consolidate_deepspeed_checkpoint_file
+    from mmllava.setup_env import register_all_modules
+    from mmllava.utils.files import resolve_checkpoint
     register_all_modules()
     consolidate_deepspeed_checkpoint_file(
         resolve_checkpoint(args.checkpoint), args.out, progress_logger())
 
 
+def main() -> None:
+    args = parse_args()
+    from mmllava.converters.cli import run
+    run(lambda: convert(args))
+
+
 if __name__ == '__main__':
-    run(main)
+    main()

@@ -9,17 +9,27 @@ every weight is copied bit for bit.
 """
 import argparse
 
-from mmllava.converters.cli import parse_args, progress_logger, run
-from mmllava.converters.llava_hf import convert_hf_to_mmllava
-from mmllava.setup_env import register_all_modules
+from mmllava.utils.runner_args import (add_unsafe_pickle_arg,
+                                       apply_unsafe_pickle_arg)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('hf_dir', help='llava-hf folder')
     parser.add_argument('out', help='output folder')
     parser.add_argument('--max-shard-size', default='2GB')
-    args = parse_args(parser)
+    add_unsafe_pickle_arg(parser)
+    args = parser.parse_args()
+    apply_unsafe_pickle_arg(args)
+    return args
+
+
+def convert(args: argparse.Namespace) -> None:
+    # Imported once the arguments are parsed (torch and transformers take
+    # seconds), so that --help answers at once.
+    from mmllava.converters.cli import progress_logger
+    from mmllava.converters.llava_hf import convert_hf_to_mmllava
+    from mmllava.setup_env import register_all_modules
     register_all_modules()
     config = convert_hf_to_mmllava(args.hf_dir, args.out,
                                    max_shard_size=args.max_shard_size,
@@ -27,5 +37,11 @@ def main() -> None:
     print(f'config: {config}')
 
 
+def main() -> None:
+    args = parse_args()
+    from mmllava.converters.cli import run
+    run(lambda: convert(args))
+
+
 if __name__ == '__main__':
-    run(main)
+    main()

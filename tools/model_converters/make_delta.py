@@ -9,14 +9,11 @@ float64, which makes apply_delta give the target back bit for bit.
 """
 import argparse
 
-import torch
-
-from mmllava.converters.cli import parse_args, progress_logger, run
-from mmllava.converters.delta import make_delta
-from mmllava.setup_env import register_all_modules
+from mmllava.utils.runner_args import (add_unsafe_pickle_arg,
+                                       apply_unsafe_pickle_arg)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('base', help='base LLM folder (transformers layout)')
     parser.add_argument('target', help='trained LLaVA folder (official '
@@ -26,12 +23,31 @@ def main() -> None:
                         help='store differences in float64 (exact round '
                         'trip)')
     parser.add_argument('--max-shard-size', default='2GB')
-    args = parse_args(parser)
+    add_unsafe_pickle_arg(parser)
+    args = parser.parse_args()
+    apply_unsafe_pickle_arg(args)
+    return args
+
+
+def convert(args: argparse.Namespace) -> None:
+    # Imported once the arguments are parsed (torch and transformers take
+    # seconds), so that --help answers at once.
+    import torch
+
+    from mmllava.converters.cli import progress_logger
+    from mmllava.converters.delta import make_delta
+    from mmllava.setup_env import register_all_modules
     register_all_modules()
     make_delta(args.base, args.target, args.out,
                dtype=torch.float64 if args.exact else None,
                max_shard_size=args.max_shard_size, log=progress_logger())
 
 
+def main() -> None:
+    args = parse_args()
+    from mmllava.converters.cli import run
+    run(lambda: convert(args))
+
+
 if __name__ == '__main__':
-    run(main)
+    main()

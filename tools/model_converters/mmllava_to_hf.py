@@ -11,25 +11,41 @@ shard by shard.
 """
 import argparse
 
-from mmllava.converters.cli import parse_args, progress_logger, run
-from mmllava.converters.llava_hf import convert_mmllava_to_hf
-from mmllava.setup_env import register_all_modules
+from mmllava.utils.runner_args import (add_unsafe_pickle_arg,
+                                       apply_unsafe_pickle_arg)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='config file or model name')
     parser.add_argument('paths', nargs='+', metavar='[CHECKPOINT] OUT')
     parser.add_argument('--max-shard-size', default='2GB')
-    args = parse_args(parser)
-    register_all_modules()
+    add_unsafe_pickle_arg(parser)
+    args = parser.parse_args()
+    apply_unsafe_pickle_arg(args)
     if len(args.paths) > 2:
         parser.error('give CONFIG [CHECKPOINT] OUT')
+    return args
+
+
+def convert(args: argparse.Namespace) -> None:
+    # Imported once the arguments are parsed (torch and transformers take
+    # seconds), so that --help answers at once.
+    from mmllava.converters.cli import progress_logger
+    from mmllava.converters.llava_hf import convert_mmllava_to_hf
+    from mmllava.setup_env import register_all_modules
+    register_all_modules()
     checkpoint = args.paths[0] if len(args.paths) == 2 else None
     convert_mmllava_to_hf(args.config, checkpoint, args.paths[-1],
                           max_shard_size=args.max_shard_size,
                           log=progress_logger())
 
 
+def main() -> None:
+    args = parse_args()
+    from mmllava.converters.cli import run
+    run(lambda: convert(args))
+
+
 if __name__ == '__main__':
-    run(main)
+    main()

@@ -13,25 +13,35 @@ torch files, so the model's weights are held in memory at once.
 import argparse
 from pathlib import Path
 
-import torch
-
-from mmllava.model_index import load_config
-from mmllava.converters.cli import parse_args, progress_logger, run
-from mmllava.converters.mmpretrain import to_mmpretrain_states
-from mmllava.converters.native import read_weights
-from mmllava.setup_env import register_all_modules
+from mmllava.utils.runner_args import (add_unsafe_pickle_arg,
+                                       apply_unsafe_pickle_arg)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='config file or model name')
     parser.add_argument('paths', nargs='+', metavar='[CHECKPOINT] OUT')
     parser.add_argument('--vision-tower-out', help='also write the tower as '
                         "mmpretrain's VisionTransformer checkpoint here")
-    args = parse_args(parser)
-    register_all_modules()
+    add_unsafe_pickle_arg(parser)
+    args = parser.parse_args()
+    apply_unsafe_pickle_arg(args)
     if len(args.paths) > 2:
         parser.error('give CONFIG [CHECKPOINT] OUT')
+    return args
+
+
+def convert(args: argparse.Namespace) -> None:
+    # Imported once the arguments are parsed (torch and transformers take
+    # seconds), so that --help answers at once.
+    import torch
+
+    from mmllava.converters.cli import progress_logger
+    from mmllava.converters.mmpretrain import to_mmpretrain_states
+    from mmllava.converters.native import read_weights
+    from mmllava.model_index import load_config
+    from mmllava.setup_env import register_all_modules
+    register_all_modules()
     checkpoint = args.paths[0] if len(args.paths) == 2 else None
     out = args.paths[-1]
     log = progress_logger()
@@ -48,5 +58,11 @@ def main() -> None:
             log(f'wrote {path}: {len(state)} tensors')
 
 
+def main() -> None:
+    args = parse_args()
+    from mmllava.converters.cli import run
+    run(lambda: convert(args))
+
+
 if __name__ == '__main__':
-    run(main)
+    main()

@@ -9,15 +9,11 @@ mm_projector.bin.
 """
 import argparse
 
-from mmllava.model_index import load_config
-from mmllava.converters.cli import parse_args, progress_logger, run
-from mmllava.converters.native import read_weights
-from mmllava.converters.official import (convert_mmllava_to_official,
-                                         write_projector_bin)
-from mmllava.setup_env import register_all_modules
+from mmllava.utils.runner_args import (add_unsafe_pickle_arg,
+                                       apply_unsafe_pickle_arg)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='config file or model name')
     parser.add_argument('paths', nargs='+', metavar='[CHECKPOINT] OUT')
@@ -29,10 +25,24 @@ def main() -> None:
     parser.add_argument('--projector-only', action='store_true',
                         help='write only the stage-1 mm_projector.bin')
     parser.add_argument('--max-shard-size', default='2GB')
-    args = parse_args(parser)
-    register_all_modules()
+    add_unsafe_pickle_arg(parser)
+    args = parser.parse_args()
+    apply_unsafe_pickle_arg(args)
     if len(args.paths) > 2:
         parser.error('give CONFIG [CHECKPOINT] OUT')
+    return args
+
+
+def convert(args: argparse.Namespace) -> None:
+    # Imported once the arguments are parsed (torch and transformers take
+    # seconds), so that --help answers at once.
+    from mmllava.converters.cli import progress_logger
+    from mmllava.converters.native import read_weights
+    from mmllava.converters.official import (convert_mmllava_to_official,
+                                             write_projector_bin)
+    from mmllava.model_index import load_config
+    from mmllava.setup_env import register_all_modules
+    register_all_modules()
     checkpoint = args.paths[0] if len(args.paths) == 2 else None
     out = args.paths[-1]
     log = progress_logger()
@@ -47,5 +57,11 @@ def main() -> None:
         max_shard_size=args.max_shard_size, log=log)
 
 
+def main() -> None:
+    args = parse_args()
+    from mmllava.converters.cli import run
+    run(lambda: convert(args))
+
+
 if __name__ == '__main__':
-    run(main)
+    main()

@@ -18,15 +18,11 @@ import argparse
 import warnings
 from pathlib import Path
 
-import torch
-
-from mmllava.model_index import load_config
-from mmllava.converters.cli import parse_args, progress_logger, run
-from mmllava.converters.mmpretrain import to_mmllava_state, vocab_size_of
-from mmllava.setup_env import register_all_modules
+from mmllava.utils.runner_args import (add_unsafe_pickle_arg,
+                                       apply_unsafe_pickle_arg)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='config file or model name')
     parser.add_argument('source', help="mmpretrain's LLaVA .pth")
@@ -34,7 +30,21 @@ def main() -> None:
     parser.add_argument('--vision-tower', help='transformers CLIP folder or '
                         "mmpretrain CLIP ViT checkpoint (default: the file's"
                         ' tower, else the config\'s tower folder)')
-    args = parse_args(parser)
+    add_unsafe_pickle_arg(parser)
+    args = parser.parse_args()
+    apply_unsafe_pickle_arg(args)
+    return args
+
+
+def convert(args: argparse.Namespace) -> None:
+    # Imported once the arguments are parsed (torch and transformers take
+    # seconds), so that --help answers at once.
+    import torch
+
+    from mmllava.converters.cli import progress_logger
+    from mmllava.converters.mmpretrain import to_mmllava_state, vocab_size_of
+    from mmllava.model_index import load_config
+    from mmllava.setup_env import register_all_modules
     register_all_modules()
     log = progress_logger()
     cfg = load_config(args.config)
@@ -51,5 +61,11 @@ def main() -> None:
     log(f'wrote {args.out}: {len(state)} tensors')
 
 
+def main() -> None:
+    args = parse_args()
+    from mmllava.converters.cli import run
+    run(lambda: convert(args))
+
+
 if __name__ == '__main__':
-    run(main)
+    main()

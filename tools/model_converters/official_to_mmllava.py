@@ -15,15 +15,11 @@ A mm_projector.bin becomes a safetensors file of projector.* keys (what
 import argparse
 from pathlib import Path
 
-from safetensors.torch import save_file
-
-from mmllava.converters.cli import parse_args, progress_logger, run
-from mmllava.converters.official import (convert_official_to_mmllava,
-                                         read_projector_bin)
-from mmllava.setup_env import register_all_modules
+from mmllava.utils.runner_args import (add_unsafe_pickle_arg,
+                                       apply_unsafe_pickle_arg)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('source', help='official folder or mm_projector.bin')
     parser.add_argument('out', help='output folder (or .safetensors file '
@@ -33,7 +29,21 @@ def main() -> None:
     parser.add_argument('--template', default='vicuna_v1',
                         help='chat template the model was trained with')
     parser.add_argument('--max-shard-size', default='2GB')
-    args = parse_args(parser)
+    add_unsafe_pickle_arg(parser)
+    args = parser.parse_args()
+    apply_unsafe_pickle_arg(args)
+    return args
+
+
+def convert(args: argparse.Namespace) -> None:
+    # Imported once the arguments are parsed (torch and transformers take
+    # seconds), so that --help answers at once.
+    from safetensors.torch import save_file
+
+    from mmllava.converters.cli import progress_logger
+    from mmllava.converters.official import (convert_official_to_mmllava,
+                                             read_projector_bin)
+    from mmllava.setup_env import register_all_modules
     register_all_modules()
     log = progress_logger()
     if Path(args.source).is_file():
@@ -49,5 +59,11 @@ def main() -> None:
     print(f'config: {config}')
 
 
+def main() -> None:
+    args = parse_args()
+    from mmllava.converters.cli import run
+    run(lambda: convert(args))
+
+
 if __name__ == '__main__':
-    run(main)
+    main()
