@@ -65,6 +65,10 @@ def stream_answer(session: 'ChatSession', question: str, **kwargs) -> str:
     print(flush=True)
     if 'error' in result:
         raise result['error']
+    if result['answer'].cut:
+        print('(the answer reached --max-new-tokens before its end and is '
+              'cut; raise --max-new-tokens to let answers finish)',
+              flush=True)
     return result['answer']
 
 

@@ -114,7 +114,9 @@ class ChatSession:
             **generation_kwargs: Override the model's ``generation_cfg``.
 
         Returns:
-            str: The answer. An empty answer is not kept in the history (an
+            str: The answer, whose ``.cut`` says whether it reached the token
+            budget before its end (:class:`~mmllava.models.generated_text.
+            GeneratedText`). An empty answer is not kept in the history (an
             empty turn cannot be rendered), and neither is its question.
         """
         if not self.history and self.image is not None:
@@ -125,8 +127,10 @@ class ChatSession:
                                       self.model.template.stop, streamer)
         if streamer is not None:
             generation_kwargs['streamer'] = streamer
+        # A cut answer says so through ``.cut``; the caller shows it (a log
+        # line would land in the middle of a streamed answer).
         answer, = generate(self.model, [self.history + [turn]], [self.image],
-                           **generation_kwargs)
+                           warn_when_cut=False, **generation_kwargs)
         if answer:
             self.history += [turn, {'from': 'gpt', 'value': answer}]
         return answer

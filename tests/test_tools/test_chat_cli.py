@@ -38,6 +38,11 @@ def test_piped_question_gets_an_answer(model_workspace):
     answer, = answers(run.stdout)
     assert answer.strip()
     assert 'Not asked.' not in run.stdout
+    # Four new tokens end no answer of the random model: the cut is shown
+    # on a line of its own, never inside the streamed answer.
+    assert '(the answer reached --max-new-tokens before its end and is ' \
+        'cut;' in run.stdout
+    assert 'token budget' not in run.stdout  # no log line
 
 
 @pytest.mark.slow
