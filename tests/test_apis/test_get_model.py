@@ -19,6 +19,7 @@ def assert_state_equal(model, state_dict):
         assert torch.equal(state[key], value), f'{key} differs'
 
 
+@pytest.mark.slow
 def test_pretrained_checkpoint_loads_exactly(in_workspace):
     saved = torch.load(in_workspace / 'ft.pth', weights_only=True)
     model = get_model('llava-tiny_demo_vqa', pretrained='ft.pth')
@@ -49,6 +50,7 @@ def test_pretrained_work_dir_loads_its_latest_checkpoint(in_workspace,
     assert_state_equal(model, saved['state_dict'])
 
 
+@pytest.mark.slow
 def test_config_file_and_config_object(in_workspace):
     path = find_model('llava-tiny_demo_vqa').config
     from_file = get_model(path, pretrained='ft.pth')

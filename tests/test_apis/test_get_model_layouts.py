@@ -23,6 +23,7 @@ def assert_loads_the_checkpoint(model, workspace):
         assert torch.equal(state[key], value), key
 
 
+@pytest.mark.slow
 def test_llava_hf_folder(in_workspace, tmp_path):
     out = convert_mmllava_to_hf(NAME, 'ft.pth', str(tmp_path / 'hf'))
     assert detect_layout(out) == 'llava-hf'
@@ -45,6 +46,7 @@ def test_mmllava_checkpoint_and_work_dir(in_workspace):
                                 in_workspace)
 
 
+@pytest.mark.slow
 def test_mmpretrain_file(in_workspace, tmp_path):
     # mmpretrain's llava-delta2mmpre.py output: the official keys under
     # model.lang_encoder., no tower.

@@ -18,6 +18,7 @@ class MakesADirectory:
         return os.mkdir, (self.path, )
 
 
+@pytest.mark.slow
 def test_get_model_refuses_then_loads_when_allowed(in_workspace, tmp_path,
                                                    monkeypatch):
     monkeypatch.delenv(ALLOW_UNSAFE_PICKLE_ENV, raising=False)

@@ -319,6 +319,7 @@ def test_cls_patch_exports_as_full_strategy(tokenizer_folder, tmp_path):
     assert (ours[0] - theirs[0, :, :32000]).abs().max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_tied_embeddings_export_and_import(tokenizer_folder, tmp_path):
     """The demo's LLM ties its LM head to its input embedding."""
     model = build_model(tokenizer_folder, llm=dict(tie_word_embeddings=True))
@@ -353,6 +354,7 @@ def test_only_mlp2x_gelu_exports(tokenizer_folder, tmp_path):
         export_model(model, str(tmp_path), tokenizer_dir=tokenizer_folder)
 
 
+@pytest.mark.slow
 def test_an_imported_folder_exports_again(model, hf_dir, tmp_path):
     """llava-hf -> mmllava -> llava-hf gives the first folder's tensors,
     config ids and tokenizer back."""

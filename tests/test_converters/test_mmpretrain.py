@@ -341,6 +341,7 @@ def tensor_logits(model):
                      pixel_values=pixels, num_images=[1], mode='tensor')
 
 
+@pytest.mark.slow
 def test_page_flow_end_to_end(page_files, model_workspace, monkeypatch,
                               tmp_path):
     monkeypatch.chdir(model_workspace)
@@ -457,6 +458,7 @@ def test_converter_errors_name_the_file(page_files, model_workspace,
     assert 'model.lang_encoder.' in error
 
 
+@pytest.mark.slow
 def test_get_model_takes_mmpretrains_call_shapes(model_workspace,
                                                  monkeypatch):
     monkeypatch.chdir(model_workspace)

@@ -142,6 +142,7 @@ def test_official_folder_loads(source, tokenizer_folder, tower_dir, tmp_path,
     assert_same_weights(source, fresh)
 
 
+@pytest.mark.slow
 def test_official_logits_match_llava_hf_twin(source, tokenizer_folder,
                                              tower_dir, tmp_path):
     folder = write_fixture(source, tmp_path / 'official', tower_dir,

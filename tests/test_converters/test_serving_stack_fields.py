@@ -18,7 +18,8 @@ from mmllava.converters.llava_hf import export_model
 from mmllava.models.anyres import (count_image_tokens, pinpoints_from_hf,
                                    pinpoints_to_hf)
 
-pytestmark = pytest.mark.usefixtures('one_thread')
+# Exports of three models: seconds, so not in the quick set.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('one_thread')]
 
 CASES = ('llava', 'llava_full', 'llava_next')
 #: The tower fields the stacks build their vision model from.

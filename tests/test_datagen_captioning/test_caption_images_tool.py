@@ -27,6 +27,7 @@ def load(path: Path, name: str):
     return module
 
 
+@pytest.mark.slow
 def test_json_output_passes_check_dataset_and_loads(images, tmp_path,
                                                     api_key, caption_server,
                                                     tokenizer_folder,

@@ -76,6 +76,7 @@ def reference(processor, image) -> torch.Tensor:
 
 
 @pytest.mark.parametrize('name', sorted(PROCESSORS))
+@pytest.mark.slow
 def test_equals_the_processor_on_photos_and_their_canvases(name):
     processor = PROCESSORS[name]()
     fast = FastImageProcessor(processor)
@@ -89,6 +90,7 @@ def test_equals_the_processor_on_photos_and_their_canvases(name):
 
 
 @pytest.mark.parametrize('name', sorted(PROCESSORS))
+@pytest.mark.slow
 def test_torch_resize_is_within_one_level_of_the_processor(name):
     """``resize_backend='torch'``: bicubic and bilinear resizes by torch
     land within one uint8 level of PIL's (a level is the table's step per

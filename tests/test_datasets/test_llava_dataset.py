@@ -260,6 +260,7 @@ def test_image_paths_resolve_against_image_folder(tmp_path, image_folder):
             assert info['img_path'] is None
 
 
+@pytest.mark.slow
 def test_extra_keys_reach_the_data_info(tmp_path):
     data_file = write_json(tmp_path / 'd.json', MIX665K_RECORDS)
     plain = build(data_file)

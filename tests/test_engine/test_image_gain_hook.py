@@ -238,6 +238,7 @@ def test_kinds_are_measured_and_text_only_records_skipped(
     assert len(runner.visualizer.scalars) == 2
 
 
+@pytest.mark.slow
 def test_kinds_select_the_records_measured(folder, tokenizer):
     model = build_model(tokenizer)
     hook = build_hook(folder, tokenizer, 'kinds.json', kinds=('colour',))

@@ -248,6 +248,7 @@ def test_training_step_reaches_image_newline_and_tower(tokenizer_folder,
     assert model.trainable_parameter_counts()['image_newline'] == 64
 
 
+@pytest.mark.slow
 def test_batched_generation_equals_single_and_transformers(model, reference,
                                                            images):
     batch = batch_of(model, images)

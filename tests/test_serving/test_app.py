@@ -119,6 +119,7 @@ def test_a_streamed_answer_equals_the_whole_one_and_chat_session(
     assert raw.text.endswith('data: [DONE]\n\n')
 
 
+@pytest.mark.slow
 def test_batched_answers_equal_unbatched_ones_and_the_apis(
         server, serving_model, model_workspace, photo_url):
     url, chat_server = server
@@ -184,6 +185,7 @@ def test_a_multi_turn_conversation_equals_chat_session(
 
 
 @pytest.mark.parametrize('batching', ['static', 'continuous'])
+@pytest.mark.slow
 def test_32_concurrent_clients_all_get_complete_answers(
         batching, server, continuous, serving_model, model_workspace,
         photo_url):

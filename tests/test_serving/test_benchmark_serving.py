@@ -20,6 +20,7 @@ def serving_part(monkeypatch):
     return importlib.import_module('benchmark_parts.serving')
 
 
+@pytest.mark.slow
 def test_static_and_continuous_give_the_answers_generated_alone(
         serving_part, serving_model, model_workspace):
     result = serving_part.benchmark_serving(

@@ -53,6 +53,7 @@ def closed_by_server(connection: socket.socket) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_headers_that_never_finish_are_cut_off(address):
     with socket.create_connection(address) as half_open:
         half_open.sendall(b'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n')

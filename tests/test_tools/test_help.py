@@ -62,6 +62,7 @@ def test_the_tools_are_found():
 
 
 @pytest.mark.parametrize('script', tool_scripts())
+@pytest.mark.slow
 def test_help_imports_no_heavy_module(script):
     run = subprocess.run(
         [sys.executable, '-c', WRAPPER, str(REPO / script)], cwd=REPO,

@@ -105,6 +105,7 @@ def test_vqa_answers_every_question_once_in_order(demo_workspace, vqa_run):
         assert answer['model_id'] == 'llava-tiny_demo_vqa'
 
 
+@pytest.mark.slow
 def test_vqa_prints_and_saves_the_metric(vqa_run):
     run, work_dir = vqa_run
     metrics = json.loads(

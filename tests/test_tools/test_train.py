@@ -101,6 +101,7 @@ def test_stage1_saves_a_resumable_checkpoint(workspace, stage1):
     assert len(checkpoint['optimizer']['state']) == 4
 
 
+@pytest.mark.slow
 def test_stage1_leaves_the_llm_unchanged(workspace, stage1):
     check_exit(stage1)
     saved = part(last_checkpoint(workspace / 'w1')['state_dict'], 'llm.')
