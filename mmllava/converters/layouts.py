@@ -26,7 +26,8 @@ LAYOUTS = {
                'last_checkpoint)',
     'official': 'an official LLaVA folder (config.json with mm_projector_type'
                 ' or mm_vision_tower, or weights model.mm_projector.*)',
-    'llava-hf': 'a llava-hf folder (config.json with model_type "llava")',
+    'llava-hf': 'a llava-hf folder (config.json with model_type "llava", '
+                '"llava_next" or "llava_onevision")',
     'mmpretrain': "an mmpretrain LLaVA file (one .pth whose keys are "
                   'model.lang_encoder.*, as its llava-delta2mmpre.py writes)',
 }

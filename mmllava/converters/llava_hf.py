@@ -37,16 +37,18 @@ llava-hf's projector is two linear layers with an activation, so only
 ``mlp2x_gelu`` projectors export.
 
 AnyRes models (``image_aspect_ratio='anyres'``) export as
-``LlavaNextForConditionalGeneration`` and import back; what differs is in
-:mod:`.llava_next_hf`.
+``LlavaNextForConditionalGeneration``, or with an ``anyres_max`` budget as
+``LlavaOnevisionForConditionalGeneration``, and import back; what differs
+is in :mod:`.llava_next_hf` and :mod:`.llava_onevision_hf`.
 """
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Iterator, Optional
 
 import torch
 
-from mmllava.converters import llava_next_hf
+from mmllava.converters import llava_next_hf, llava_onevision_hf
 from mmllava.converters.native import (LLM_PREFIX, NEWLINE_KEY,
                                        PROJECTOR_PREFIX,
                                        VISION_PREFIX, LLaVASpec, Shards,
@@ -69,6 +71,9 @@ ARCHITECTURE = 'LlavaForConditionalGeneration'
 PROJECTOR_KEYS = {'0.weight': 'linear_1.weight', '0.bias': 'linear_1.bias',
                   '2.weight': 'linear_2.weight', '2.bias': 'linear_2.bias'}
 GROWN = ('model.embed_tokens.weight', 'lm_head.weight')
+#: The AnyRes llava-hf forms, by config.json's ``model_type``.
+ANYRES_FORMATS = {module.MODEL_TYPE: module
+                  for module in (llava_next_hf, llava_onevision_hf)}
 
 
 # ---------------------------------------------------------------------------
@@ -123,9 +128,20 @@ def select_strategy(spec: LLaVASpec) -> str:
         spec.select_feature == 'patch' else 'full'
 
 
+def anyres_format(spec: LLaVASpec) -> ModuleType:
+    """The llava-hf form of an AnyRes model: LlavaOnevision for one with an
+    ``anyres_max`` budget, else LlavaNext."""
+    return llava_next_hf if spec.anyres_max is None else llava_onevision_hf
+
+
 def check_exportable(spec: LLaVASpec) -> None:
-    if spec.image_aspect_ratio == 'anyres':
-        llava_next_hf.check_exportable(spec)
+    if spec.image_aspect_ratio == 'anyres' and \
+            spec.mm_patch_merge_type != 'spatial_unpad':
+        name = anyres_format(spec).ARCHITECTURE.removesuffix(
+            'ForConditionalGeneration')
+        raise ValueError(
+            f'mm_patch_merge_type {spec.mm_patch_merge_type!r} has no '
+            f"llava-hf form: {name} merges tiles as 'spatial_unpad'.")
     if spec.projector_type != 'mlp2x_gelu':
         raise ValueError(
             f"Projector {spec.projector_type!r} has no llava-hf form: "
@@ -186,7 +202,8 @@ def chat_template(name: str) -> str:
 
 
 def hf_tokenizer(spec: LLaVASpec):
-    """The tokenizer with ``<image>`` (and ``<pad>`` if needed) added.
+    """The tokenizer with ``<image>`` (a LlavaOnevision export's
+    ``<video>`` too, and ``<pad>`` if needed) added.
 
     A tokenizer that has them already (a model imported from a llava-hf
     folder keeps that folder's tokenizer and vocabulary) is taken as it is,
@@ -194,35 +211,48 @@ def hf_tokenizer(spec: LLaVASpec):
     """
     from tokenizers import AddedToken
     from transformers import AutoTokenizer
+    tokens = [IMAGE_TOKEN]
+    if spec.image_aspect_ratio == 'anyres':
+        tokens += anyres_format(spec).ADDED_TOKENS
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_dir)
-    if IMAGE_TOKEN in tokenizer.get_vocab():
-        image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-        if image_id >= spec.vocab_size or tokenizer.pad_token is None:
+    vocab = tokenizer.get_vocab()
+    if IMAGE_TOKEN in vocab:
+        image_id = vocab[IMAGE_TOKEN]
+        problems = []
+        if image_id >= spec.vocab_size:
+            problems.append(f'the model has {spec.vocab_size} vocabulary '
+                            'rows')
+        if tokenizer.pad_token is None:
+            problems.append('the tokenizer no pad token')
+        missing = [token for token in tokens if token not in vocab]
+        if missing:
+            problems.append(f'the tokenizer no {missing}')
+        if problems:
             raise ValueError(
                 f'The tokenizer in {spec.tokenizer_dir} has {IMAGE_TOKEN!r} '
-                f'(id {image_id}) but the model has {spec.vocab_size} '
-                'vocabulary rows' + (' and the tokenizer no pad token'
-                                     if tokenizer.pad_token is None else '')
+                f'(id {image_id}) but ' + ' and '.join(problems)
                 + ': give the LLM\'s own tokenizer, to which export adds '
                 'them.')
         return tokenizer
-    tokenizer.add_tokens([AddedToken(IMAGE_TOKEN, special=True,
-                                     normalized=False)], special_tokens=True)
+    tokenizer.add_tokens([AddedToken(token, special=True, normalized=False)
+                          for token in tokens], special_tokens=True)
     if tokenizer.pad_token is None:
         tokenizer.add_special_tokens({'pad_token': PAD_TOKEN})
     return tokenizer
 
 
-def hf_config(spec: LLaVASpec, vocab_size: int, image_token_index: int,
-              pad_token_id: int, dtype: Optional[torch.dtype] = None):
-    """The config, with ``dtype`` the weights' (None: not written)."""
+def hf_config(spec: LLaVASpec, tokenizer, vocab_size: int,
+              dtype: Optional[torch.dtype] = None):
+    """The config, with the ids of ``tokenizer`` (:func:`hf_tokenizer`) and
+    ``dtype`` the weights' (None: not written)."""
     from transformers import LlavaConfig
+    pad_token_id = tokenizer.pad_token_id
     text_config = dict(spec.llm_config, vocab_size=vocab_size,
                        pad_token_id=pad_token_id)
     kwargs = dict(
         vision_config=dict(spec.vision_config),
         text_config=text_config,
-        image_token_index=image_token_index,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
         vision_feature_layer=spec.select_layer,
         vision_feature_select_strategy=select_strategy(spec),
         image_seq_length=spec.num_image_tokens,
@@ -230,26 +260,37 @@ def hf_config(spec: LLaVASpec, vocab_size: int, image_token_index: int,
         multimodal_projector_bias=True,
         tie_word_embeddings=spec.tie_word_embeddings,
         pad_token_id=pad_token_id, dtype=dtype)
-    if spec.image_aspect_ratio == 'anyres':
+    if spec.image_aspect_ratio == 'pad':
+        return LlavaConfig(**kwargs, architectures=[ARCHITECTURE])
+    if spec.anyres_max is None:
         return llava_next_hf.hf_config(spec, kwargs)
-    return LlavaConfig(**kwargs, architectures=[ARCHITECTURE])
+    return llava_onevision_hf.hf_config(spec, kwargs, tokenizer)
 
 
-def hf_processor(spec: LLaVASpec, tokenizer):
-    """The processor whose image-token count is the model's."""
+def write_processor(spec: LLaVASpec, tokenizer, out_dir: str) -> None:
+    """The processor, whose image-token count is the model's, and the
+    tokenizer, both with the chat template."""
     from transformers import LlavaImageProcessorPil, LlavaProcessor
-    if spec.image_aspect_ratio == 'anyres':
-        return llava_next_hf.hf_processor(spec, tokenizer,
-                                          select_strategy(spec),
-                                          chat_template(spec.template))
-    return LlavaProcessor(
-        image_processor=LlavaImageProcessorPil(
-            **spec.image_processor, do_pad=spec.pad_to_square),
-        tokenizer=tokenizer,
-        patch_size=spec.vision_config['patch_size'],
-        vision_feature_select_strategy=select_strategy(spec),
-        num_additional_image_tokens=int(spec.has_cls_token),
-        chat_template=chat_template(spec.template))
+    template = chat_template(spec.template)
+    strategy = select_strategy(spec)
+    if spec.image_aspect_ratio == 'pad':
+        LlavaProcessor(
+            image_processor=LlavaImageProcessorPil(
+                **spec.image_processor, do_pad=spec.pad_to_square),
+            tokenizer=tokenizer,
+            patch_size=spec.vision_config['patch_size'],
+            vision_feature_select_strategy=strategy,
+            num_additional_image_tokens=int(spec.has_cls_token),
+            chat_template=template).save_pretrained(out_dir)
+    elif spec.anyres_max is None:
+        llava_next_hf.hf_processor(spec, tokenizer, strategy,
+                                   template).save_pretrained(out_dir)
+    else:
+        llava_onevision_hf.write_processor(spec, IMAGE_TOKEN, strategy,
+                                           out_dir)
+    # The tokenizer alone also carries the template (AutoTokenizer users).
+    tokenizer.chat_template = template
+    tokenizer.save_pretrained(out_dir)
 
 
 def grow_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
@@ -298,13 +339,8 @@ def write_llava_hf(spec: LLaVASpec, shards: Shards, out_dir: str,
         writer.add(to_hf_key(part, key), tensor)
     writer.close()
     pad_token_id = tokenizer.pad_token_id
-    hf_config(spec, vocab_size, image_token_index, pad_token_id,
-              dtype).save_pretrained(out_dir)
-    processor = hf_processor(spec, tokenizer)
-    processor.save_pretrained(out_dir)
-    # The tokenizer alone also carries the template (AutoTokenizer users).
-    tokenizer.chat_template = processor.chat_template
-    tokenizer.save_pretrained(out_dir)
+    hf_config(spec, tokenizer, vocab_size, dtype).save_pretrained(out_dir)
+    write_processor(spec, tokenizer, out_dir)
     from transformers import GenerationConfig
     GenerationConfig(
         bos_token_id=spec.llm_config.get('bos_token_id'),
@@ -409,7 +445,7 @@ def convert_mmllava_to_hf(config, checkpoint: Optional[str], out_dir: str,
 def is_llava_hf(folder: str) -> bool:
     config = Path(folder, 'config.json')
     return config.is_file() and json.loads(config.read_text()).get(
-        'model_type') in ('llava', llava_next_hf.MODEL_TYPE)
+        'model_type') in ('llava', *ANYRES_FORMATS)
 
 
 def read_spec(folder: str) -> LLaVASpec:
@@ -419,8 +455,8 @@ def read_spec(folder: str) -> LLaVASpec:
     from transformers import AutoConfig
     if not is_llava_hf(folder):
         raise ValueError(f'{folder} is not a llava-hf folder (its '
-                         'config.json needs model_type "llava" or '
-                         '"llava_next").')
+                         'config.json needs model_type "llava", '
+                         '"llava_next" or "llava_onevision").')
     config = AutoConfig.from_pretrained(folder)
     if config.projector_hidden_act != 'gelu' or \
             not config.multimodal_projector_bias:
@@ -451,10 +487,10 @@ def read_spec(folder: str) -> LLaVASpec:
                                                              backend='pil')
         processor = image_processor_kwargs(image_processor)
         pad = bool(getattr(image_processor, 'do_pad', False))
-    anyres = llava_next_hf.anyres_fields(config) \
-        if config.model_type == llava_next_hf.MODEL_TYPE else {}
+    anyres = ANYRES_FORMATS[config.model_type].anyres_fields(config) \
+        if config.model_type in ANYRES_FORMATS else {}
     if anyres:
-        # LlavaNext's do_pad pads a batch's tile stacks, not the image.
+        # Their do_pad pads a batch's tile stacks, not the image.
         pad = False
     return LLaVASpec(
         vision_config=vision_config, llm_config=llm_config,

@@ -18,13 +18,8 @@ from mmllava.models.anyres import pinpoints_from_hf, pinpoints_to_hf
 MODEL_TYPE = 'llava_next'
 #: config.json's ``architectures``: the class serving stacks build.
 ARCHITECTURE = 'LlavaNextForConditionalGeneration'
-
-
-def check_exportable(spec: LLaVASpec) -> None:
-    if spec.mm_patch_merge_type != 'spatial_unpad':
-        raise ValueError(
-            f'mm_patch_merge_type {spec.mm_patch_merge_type!r} has no '
-            "llava-hf form: LlavaNext merges tiles as 'spatial_unpad'.")
+#: Special tokens the export adds besides ``<image>``: none.
+ADDED_TOKENS = ()
 
 
 def hf_config(spec: LLaVASpec, base_kwargs: dict):

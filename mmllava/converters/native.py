@@ -64,6 +64,8 @@ class LLaVASpec:
             mmllava's convention (converters swap them at their boundary).
         mm_patch_merge_type (str): ``'flat'``, ``'spatial'`` or
             ``'spatial_unpad'``.
+        anyres_max (int, optional): ``N`` of ``anyres_max_N`` (the model's
+            ``anyres_max``).
     """
 
     vision_config: dict
@@ -79,15 +81,19 @@ class LLaVASpec:
     image_aspect_ratio: str = 'pad'
     image_grid_pinpoints: Optional[list] = None
     mm_patch_merge_type: str = 'flat'
+    anyres_max: Optional[int] = None
 
     def anyres_kwargs(self) -> dict:
         """The ``LLaVA`` kwargs of the image layout ({} for 'pad')."""
         if self.image_aspect_ratio == 'pad':
             return {}
-        return dict(image_aspect_ratio=self.image_aspect_ratio,
-                    image_grid_pinpoints=[list(pair) for pair in
-                                          self.image_grid_pinpoints],
-                    mm_patch_merge_type=self.mm_patch_merge_type)
+        kwargs = dict(image_aspect_ratio=self.image_aspect_ratio,
+                      image_grid_pinpoints=[list(pair) for pair in
+                                            self.image_grid_pinpoints],
+                      mm_patch_merge_type=self.mm_patch_merge_type)
+        if self.anyres_max is not None:
+            kwargs['anyres_max'] = self.anyres_max
+        return kwargs
 
     @property
     def has_cls_token(self) -> bool:
@@ -199,7 +205,8 @@ def spec_from_config(cfg: Config) -> LLaVASpec:
         vision_tower_dir=encoder.get('pretrained'),
         image_aspect_ratio=model.get('image_aspect_ratio', 'pad'),
         image_grid_pinpoints=model.get('image_grid_pinpoints'),
-        mm_patch_merge_type=model.get('mm_patch_merge_type', 'flat'))
+        mm_patch_merge_type=model.get('mm_patch_merge_type', 'flat'),
+        anyres_max=model.get('anyres_max'))
 
 
 def projector_type_of(projector: torch.nn.Module) -> str:
@@ -249,7 +256,8 @@ def spec_from_model(model, tokenizer_dir: str,
         template=model.template.name,
         image_aspect_ratio=model.image_aspect_ratio,
         image_grid_pinpoints=model.image_grid_pinpoints,
-        mm_patch_merge_type=model.mm_patch_merge_type)
+        mm_patch_merge_type=model.mm_patch_merge_type,
+        anyres_max=model.anyres_max)
 
 
 def read_mmllava_checkpoint(path: str) -> Iterator[dict[str, torch.Tensor]]:

@@ -6,6 +6,13 @@ resolutions. This module holds the arithmetic both sides need: the dataset
 transform (which grid, how many image tokens) and the model (how the tile
 features merge into one sequence).
 
+``anyres_max`` is LLaVA-OneVision's ``anyres_max_N`` (the 2024-05
+LLaVA-NeXT release and OneVision): an unpadded grid of more than about ``N``
+tiles' features is shrunk with bilinear interpolation before the newline
+column is appended (:func:`budget_shape`), so that grids of up to 6x6 tiles
+cost at most about ``1.21 N + 1`` tiles of LLM rows (the 1.21 is the
+reference's slack, :data:`ANYRES_MAX_SLACK` squared), newlines aside.
+
 Conventions: every size and pinpoint here is ``(height, width)``, as in torch
 and transformers. The official LLaVA-NeXT code and its ``config.json`` write
 pinpoints and image sizes as ``(width, height)``;
@@ -24,10 +31,15 @@ import math
 from typing import Optional, Sequence, Union
 
 import torch
+from torch.nn import functional as F
 
 #: ``(height, width)``.
 Size = tuple[int, int]
 MERGE_TYPES = ('flat', 'spatial', 'spatial_unpad')
+#: ``anyres_max_N`` shrinks a grid only when its side is more than this
+#: many times the budget's (its area more than 1.21 ``N`` tiles), as the
+#: official LLaVA-NeXT code and transformers' LlavaOnevision do.
+ANYRES_MAX_SLACK = 1.1
 
 
 # ---------------------------------------------------------------------------
@@ -153,13 +165,58 @@ def _length(span: slice) -> int:
     return span.stop - span.start
 
 
+def check_anyres_max(anyres_max: Optional[int],
+                     merge_type: str) -> Optional[int]:
+    """``anyres_max`` if it is a positive integer given with the
+    ``'spatial_unpad'`` merge (the only one it shrinks), or None."""
+    if anyres_max is None:
+        return None
+    if isinstance(anyres_max, bool) or not isinstance(anyres_max, int) \
+            or anyres_max < 1:
+        raise ValueError(f'anyres_max must be a positive integer (the N of '
+                         f"'anyres_max_N'), got {anyres_max!r}.")
+    if merge_type != 'spatial_unpad':
+        raise ValueError(f"anyres_max shrinks the 'spatial_unpad' merge; "
+                         f'mm_patch_merge_type is {merge_type!r}.')
+    return anyres_max
+
+
+def budget_shape(shape: Size, side: int, anyres_max: Optional[int]) -> Size:
+    """``(rows, columns)`` an unpadded feature grid of ``shape`` keeps under
+    ``anyres_max_N``.
+
+    A grid of more than ``N`` tiles' features (``N * side ** 2``) by a
+    side ratio over :data:`ANYRES_MAX_SLACK` shrinks by that ratio, each
+    side floored; any other grid, and any grid without ``anyres_max``,
+    keeps its shape.
+
+    Args:
+        shape (tuple): ``(rows, columns)`` of the unpadded grid.
+        side (int): Patches along one side of a tile.
+        anyres_max (int, optional): ``N``.
+    """
+    if anyres_max is None:
+        return shape
+    rows, columns = shape
+    ratio = math.sqrt(rows * columns / (anyres_max * side**2))
+    if ratio <= ANYRES_MAX_SLACK:
+        return shape
+    # Float floor division, as the reference code does it: it can differ
+    # from math.floor(rows / ratio) by one at an integer edge.
+    return int(rows // ratio), int(columns // ratio)
+
+
 # ---------------------------------------------------------------------------
 # Features.
 # ---------------------------------------------------------------------------
 def count_image_tokens(image_size: Size, pinpoints: Sequence[Size],
                        tile_size: int, patch_size: int, merge_type: str,
-                       tokens_per_tile: Optional[int] = None) -> int:
-    """Feature rows an image of ``image_size`` becomes in the LLM input.
+                       tokens_per_tile: Optional[int] = None,
+                       anyres_max: Optional[int] = None) -> int:
+    """Feature rows an image of ``image_size`` becomes in the LLM input:
+    the length of what :func:`merge_tile_features` returns, without the
+    features. The data pipeline (truncation) and the model (the server's
+    prompt lengths) both count with it.
 
     Args:
         image_size (tuple): ``(height, width)`` of the original image.
@@ -170,6 +227,8 @@ def count_image_tokens(image_size: Size, pinpoints: Sequence[Size],
         tokens_per_tile (int, optional): Feature rows of one tile; defaults
             to ``(tile_size // patch_size) ** 2`` (a CLS token kept adds
             one, which only ``'flat'`` allows).
+        anyres_max (int, optional): ``N`` of ``anyres_max_N``
+            (``'spatial_unpad'`` only, see :func:`budget_shape`).
     """
     side = tile_size // patch_size
     per_tile = side * side if tokens_per_tile is None else tokens_per_tile
@@ -181,15 +240,17 @@ def count_image_tokens(image_size: Size, pinpoints: Sequence[Size],
                          f'got {merge_type!r}')
     kept_rows, kept_columns = unpadded_shape(image_size,
                                              (rows * side, columns * side))
+    rows, columns = budget_shape((_length(kept_rows), _length(kept_columns)),
+                                 side, anyres_max)
     # Each kept row of the grid ends with the image_newline row.
-    return per_tile + _length(kept_rows) * (_length(kept_columns) + 1)
+    return per_tile + rows * (columns + 1)
 
 
 def merge_tile_features(features: torch.Tensor, image_size: Size,
                         pinpoints: Sequence[Size], tile_size: int,
                         merge_type: str,
-                        image_newline: Optional[torch.Tensor] = None
-                        ) -> torch.Tensor:
+                        image_newline: Optional[torch.Tensor] = None,
+                        anyres_max: Optional[int] = None) -> torch.Tensor:
     """One image's tile features as one sequence.
 
     Args:
@@ -203,6 +264,10 @@ def merge_tile_features(features: torch.Tensor, image_size: Size,
             without the rows and columns of padding, each grid row ending
             with ``image_newline``.
         image_newline (Tensor, optional): ``(C,)``, for ``'spatial_unpad'``.
+        anyres_max (int, optional): ``N`` of ``anyres_max_N``, for
+            ``'spatial_unpad'``: the unpadded grid shrinks to
+            :func:`budget_shape` by bilinear interpolation before the
+            newlines are appended.
 
     Returns:
         Tensor: ``(N, C)``, ``N`` as :func:`count_image_tokens` says.
@@ -235,6 +300,11 @@ def merge_tile_features(features: torch.Tensor, image_size: Size,
         raise ValueError("'spatial_unpad' needs image_newline.")
     kept_rows, kept_columns = unpadded_shape(image_size, grid.shape[:2])
     grid = grid[kept_rows, kept_columns]
+    shape = budget_shape(tuple(grid.shape[:2]), side, anyres_max)
+    if shape != tuple(grid.shape[:2]):
+        # (H', W', C) -> (1, C, H', W') -> (1, C, h, w) -> (h, w, C)
+        grid = F.interpolate(grid.permute(2, 0, 1)[None], size=shape,
+                             mode='bilinear')[0].permute(1, 2, 0)
     # (H', W', C) -> (H', W' + 1, C) -> (H' * (W' + 1), C)
     newline = image_newline.to(grid.dtype).expand(grid.shape[0], 1, -1)
     return torch.cat([base, torch.cat([grid, newline], 1).flatten(0, 1)])

@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
-from mmllava.models.anyres import (MERGE_TYPES, Size, check_pinpoints,
-                                   count_image_tokens, merge_tile_features,
-                                   num_tiles)
+from mmllava.models.anyres import (MERGE_TYPES, Size, check_anyres_max,
+                                   check_pinpoints, count_image_tokens,
+                                   merge_tile_features, num_tiles)
 from mmllava.models.generated_text import GeneratedText, ended
 from mmllava.models.lora import apply_lora
 from mmllava.models.packed_linears import PackedLinears, onednn_available
@@ -187,6 +187,13 @@ class LLaVA(BaseModel):
             (``'anyres'`` only): ``'flat'``, ``'spatial'`` or
             ``'spatial_unpad'`` (which owns a learned ``image_newline``,
             trained with the projector). Defaults to ``'flat'``.
+        anyres_max (int, optional): ``N`` of LLaVA-OneVision's
+            ``anyres_max_N`` (the official ``image_aspect_ratio=
+            'anyres_max_9'``), with ``'spatial_unpad'``: an image's unpadded
+            tile grid of more than about ``N`` tiles' features is shrunk by
+            bilinear interpolation before the newlines are appended (see
+            docs/high_resolution.md). Defaults to None (no budget, as
+            LLaVA-NeXT 2024-01).
         packing (dict, optional): ``dict(max_length=N)`` packs the samples
             of each loss batch, after the image features are spliced in,
             into rows of at most ``N`` tokens, each sample attending only to
@@ -225,6 +232,7 @@ class LLaVA(BaseModel):
                  image_aspect_ratio: str = 'pad',
                  image_grid_pinpoints: Optional[list] = None,
                  mm_patch_merge_type: str = 'flat',
+                 anyres_max: Optional[int] = None,
                  packing: Optional[dict] = None,
                  lora: Optional[dict] = None,
                  pack_cpu_linears: bool = True,
@@ -250,7 +258,7 @@ class LLaVA(BaseModel):
         self.template = get_template(template)
         self.generation_cfg = dict(generation_cfg)
         self._set_image_layout(image_aspect_ratio, image_grid_pinpoints,
-                               mm_patch_merge_type)
+                               mm_patch_merge_type, anyres_max)
         if projector_pretrained is not None:
             self._load_connector(load_projector_state(projector_pretrained))
         self.packing_max_length = check_packing_cfg(packing)
@@ -284,22 +292,24 @@ class LLaVA(BaseModel):
 
     def _set_image_layout(self, image_aspect_ratio: str,
                           image_grid_pinpoints: Optional[list],
-                          mm_patch_merge_type: str) -> None:
+                          mm_patch_merge_type: str,
+                          anyres_max: Optional[int]) -> None:
         if image_aspect_ratio not in ('pad', 'anyres'):
             raise ValueError("image_aspect_ratio must be 'pad' or 'anyres', "
                              f'got {image_aspect_ratio!r}')
         self.image_aspect_ratio = image_aspect_ratio
         self.mm_patch_merge_type = mm_patch_merge_type
         self.image_grid_pinpoints = None
+        self.anyres_max = None
         # A parameter slot either way: None unless 'spatial_unpad'.
         self.register_parameter('image_newline', None)
         if image_aspect_ratio == 'pad':
-            if image_grid_pinpoints is not None or \
-                    mm_patch_merge_type != 'flat':
+            if image_grid_pinpoints is not None or anyres_max is not None \
+                    or mm_patch_merge_type != 'flat':
                 raise ValueError(
-                    'image_grid_pinpoints and mm_patch_merge_type apply to '
-                    "image_aspect_ratio='anyres' only; with 'pad' each image "
-                    'is one tile.')
+                    'image_grid_pinpoints, mm_patch_merge_type and '
+                    "anyres_max apply to image_aspect_ratio='anyres' only; "
+                    "with 'pad' each image is one tile.")
             return
         if image_grid_pinpoints is None:
             raise ValueError("image_aspect_ratio='anyres' needs "
@@ -314,6 +324,7 @@ class LLaVA(BaseModel):
                              "vision encoder's select_feature='patch'.")
         self.image_grid_pinpoints = check_pinpoints(image_grid_pinpoints,
                                                     self.tile_size)
+        self.anyres_max = check_anyres_max(anyres_max, mm_patch_merge_type)
         if mm_patch_merge_type == 'spatial_unpad':
             hidden = self.llm.config.hidden_size
             self.image_newline = nn.Parameter(
@@ -347,7 +358,8 @@ class LLaVA(BaseModel):
                              'image size: give its (height, width).')
         return count_image_tokens(image_size, self.image_grid_pinpoints,
                                   self.tile_size, config.patch_size,
-                                  self.mm_patch_merge_type, per_tile)
+                                  self.mm_patch_merge_type, per_tile,
+                                  self.anyres_max)
 
     def trainable_parameter_counts(self) -> dict[str, int]:
         """Trainable parameter count of each part (whole counts, also for
@@ -425,7 +437,7 @@ class LLaVA(BaseModel):
         merged = [
             merge_tile_features(image, size, self.image_grid_pinpoints,
                                 self.tile_size, self.mm_patch_merge_type,
-                                self.image_newline)
+                                self.image_newline, self.anyres_max)
             for image, size in zip(features, sizes)]
         per_sample, start = [], 0
         for count in num_images:

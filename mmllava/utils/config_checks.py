@@ -133,7 +133,8 @@ def tower_token_count(vision_encoder: Mapping) -> Optional[int]:
 def check_settings_agree(cfg: Config) -> None:
     """Refuse a config whose pipelines and model disagree on a setting
     both hold: the chat template, the tokenizer folder, and the feature
-    rows of an image (against the tower's own geometry).
+    rows of an image (against the tower's own geometry; with AnyRes, the
+    grids, merge type and ``anyres_max`` that truncation counts with).
 
     A mismatch would not fail: a pipeline rendering another template than
     the model generates with stops generation at the wrong text, and a
@@ -169,3 +170,29 @@ def check_settings_agree(cfg: Config) -> None:
                 f'{model["vision_encoder"]["pretrained"]} gives {tower_rows} '
                 'feature rows an image (its image_size / patch_size, squared'
                 '; plus one with select_feature=\'cls_patch\').')
+        if isinstance(rows, Mapping):
+            _check_anyres_count_agrees(model, key, rows)
+
+
+def _check_anyres_count_agrees(model: Mapping, key: str,
+                               count: Mapping) -> None:
+    """An AnyRes ``num_image_tokens`` dict counts with the model's grids,
+    merge and ``anyres_max`` (unset on both sides is agreement)."""
+    # (model key, its LLaVA default, the count's key)
+    pairs = [('image_grid_pinpoints', None, 'grid_pinpoints'),
+             ('mm_patch_merge_type', 'flat', 'merge_type'),
+             ('anyres_max', None, 'anyres_max')]
+    for model_name, default, count_name in pairs:
+        model_value = model.get(model_name, default)
+        count_value = count.get(count_name)
+        if model_name == 'image_grid_pinpoints' and None not in (
+                model_value, count_value):
+            # Tuples in one file, lists in another.
+            model_value = [list(pair) for pair in model_value]
+            count_value = [list(pair) for pair in count_value]
+        if model_value != count_value:
+            raise ValueError(
+                f'model.{model_name} is {model_value!r} but '
+                f'{key}.num_image_tokens.{count_name} is {count_value!r}: '
+                'truncation would count other image rows than the model '
+                'makes.')

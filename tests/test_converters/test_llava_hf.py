@@ -112,11 +112,8 @@ def hf_dir(model, tokenizer_folder, tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def reference(hf_dir):
-    model, info = LlavaForConditionalGeneration.from_pretrained(
-        hf_dir, output_loading_info=True)
-    assert not any(info.values()), info
-    return model.eval()
+def reference(hf_dir, load_export):
+    return load_export(LlavaForConditionalGeneration, hf_dir)
 
 
 @pytest.fixture(scope='module')

@@ -1,5 +1,9 @@
-"""The independent reference of the model tests: transformers' own Llava."""
+"""The independent reference of the model tests: transformers' own Llava,
+LlavaNext and LlavaOnevision."""
+from pathlib import Path
+
 import pytest
+import torch
 from transformers import LlavaConfig, LlavaForConditionalGeneration
 
 
@@ -46,7 +50,23 @@ def to_transformers_llava():
     return transformers_llava
 
 
+def transformers_anyres(model, model_class, config, folder: Path):
+    """transformers' LlavaNext or LlavaOnevision (``model_class`` built
+    from ``config``) with ``model``'s weights, ``image_newline`` included,
+    through ``save_pretrained`` to ``folder`` and ``from_pretrained``, which
+    must read every weight."""
+    built = model_class(config)
+    copy_llava_weights(model, built)
+    with torch.no_grad():
+        built.model.image_newline.copy_(model.image_newline)
+    built.save_pretrained(folder)
+    loaded, info = model_class.from_pretrained(folder,
+                                               output_loading_info=True)
+    assert not any(info.values()), info
+    return loaded.eval()
+
+
 @pytest.fixture(scope='session')
-def load_into_transformers():
-    """:func:`copy_llava_weights`, for the test modules."""
-    return copy_llava_weights
+def to_transformers_anyres():
+    """:func:`transformers_anyres`, for the test modules."""
+    return transformers_anyres

@@ -1,22 +1,28 @@
 """``mmllava/models/anyres.py`` against the official LLaVA-NeXT algorithm
 (written out below in its own ``(width, height)`` convention) and against
-transformers' own LlavaNext functions."""
+transformers' own LlavaNext functions; its ``anyres_max_N`` budget against
+transformers' LlavaOnevision processor and merge."""
 import math
 import random
 from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import LlavaNextImageProcessorPil, LlavaNextProcessor
+from transformers import (LlavaNextImageProcessorPil, LlavaNextProcessor,
+                          LlavaOnevisionConfig, LlavaOnevisionProcessor)
 from transformers.image_processing_utils import \
     select_best_resolution as hf_select_best_resolution
 from transformers.models.llava_next.modeling_llava_next import (
     LlavaNextModel, get_anyres_image_grid_shape, image_size_to_num_patches,
     unpad_image)
+from transformers.models.llava_onevision.modeling_llava_onevision import \
+    LlavaOnevisionModel
 
-from mmllava.models.anyres import (check_pinpoints, count_image_tokens,
+from mmllava.models.anyres import (budget_shape, check_anyres_max,
+                                   check_pinpoints, count_image_tokens,
                                    grid_shape, merge_tile_features,
-                                   num_tiles, pinpoints_from_official,
+                                   num_tiles, pinpoints_from_hf,
+                                   pinpoints_from_official,
                                    pinpoints_to_official, resized_size,
                                    select_best_resolution, unpadded_shape)
 
@@ -259,26 +265,37 @@ def test_merge_matches_the_official_merge(merge_type):
                                                tile, 8, merge_type)
 
 
-def test_spatial_unpad_merge_matches_transformers_pack_image_features():
+@pytest.mark.parametrize('anyres_max', [None, 1, 2, 4])
+def test_spatial_unpad_merge_matches_transformers_pack_image_features(
+        anyres_max):
+    """LlavaNext's ``pack_image_features``; with an ``anyres_max`` budget,
+    LlavaOnevision's (on grids of 1x1 to 4x4 tiles, which the budgets
+    shrink or not)."""
     tile, side = 48, 6
-    pinpoints = [(96, 48), (48, 96), (96, 96), (48, 144), (144, 48)]
-    config = SimpleNamespace(
+    pinpoints = [(rows * tile, columns * tile) for columns in range(1, 5)
+                 for rows in range(1, 5)]
+    model = SimpleNamespace(config=SimpleNamespace(
         vision_config=SimpleNamespace(image_size=tile, patch_size=8),
-        image_grid_pinpoints=[list(pair) for pair in pinpoints])
+        image_grid_pinpoints=[list(pair) for pair in pinpoints]))
     newline = torch.randn(5)
     sizes = image_sizes(60, seed=3)
     features = [random_tiles(size, pinpoints, tile, side, seed=index)
                 for index, size in enumerate(sizes)]
-    expected, lengths = LlavaNextModel.pack_image_features(
-        SimpleNamespace(config=config), features, torch.tensor(sizes),
-        'default', newline)
+    if anyres_max is None:
+        expected, lengths = LlavaNextModel.pack_image_features(
+            model, features, torch.tensor(sizes), 'default', newline)
+    else:
+        expected, lengths = LlavaOnevisionModel.pack_image_features(
+            model, features, torch.tensor(sizes), newline,
+            f'anyres_max_{anyres_max}')
     for size, image, reference, length in zip(sizes, features, expected,
                                               lengths.tolist()):
         ours = merge_tile_features(image, size, pinpoints, tile,
-                                   'spatial_unpad', newline)
-        assert torch.equal(ours, reference)
+                                   'spatial_unpad', newline, anyres_max)
+        assert torch.equal(ours, reference), size
         assert length == count_image_tokens(size, pinpoints, tile, 8,
-                                            'spatial_unpad')
+                                            'spatial_unpad',
+                                            anyres_max=anyres_max)
 
 
 def test_merge_errors_name_what_is_wrong():
@@ -292,3 +309,76 @@ def test_merge_errors_name_what_is_wrong():
     with pytest.raises(ValueError, match='needs image_newline'):
         merge_tile_features(torch.zeros(5, 36, 4), (90, 90), pinpoints, 48,
                             'spatial_unpad')
+
+
+# ---------------------------------------------------------------------------
+# anyres_max_N (LLaVA-OneVision).
+# ---------------------------------------------------------------------------
+#: LLaVA-OneVision's grids, 1x1 to 6x6 tiles of SO400M's 384 px, as
+#: transformers' LlavaOnevisionConfig holds them.
+ONEVISION_PINPOINTS = pinpoints_from_hf(
+    LlavaOnevisionConfig().image_grid_pinpoints)
+ONEVISION_TILE, ONEVISION_PATCH = 384, 14
+
+
+def onevision_processor(anyres_max):
+    """transformers' processor in the llava-onevision-qwen2 setting (729
+    SigLIP tokens a tile; its counts need no tokenizer)."""
+    processor = LlavaOnevisionProcessor.__new__(LlavaOnevisionProcessor)
+    processor.image_processor = SimpleNamespace(
+        image_grid_pinpoints=[list(pair) for pair in ONEVISION_PINPOINTS])
+    processor.num_image_tokens = 729
+    processor.vision_aspect_ratio = f'anyres_max_{anyres_max}'
+    return processor
+
+
+@pytest.mark.parametrize('anyres_max', [1, 4, 9])
+def test_anyres_max_counts_match_the_transformers_onevision_processor(
+        anyres_max):
+    processor = onevision_processor(anyres_max)
+    sizes = image_sizes()
+    shrunk = 0
+    for size in sizes:
+        count = count_image_tokens(size, ONEVISION_PINPOINTS, ONEVISION_TILE,
+                                   ONEVISION_PATCH, 'spatial_unpad',
+                                   anyres_max=anyres_max)
+        assert count == processor._get_number_of_features(
+            *size, ONEVISION_TILE, ONEVISION_TILE), size
+        shrunk += count < count_image_tokens(
+            size, ONEVISION_PINPOINTS, ONEVISION_TILE, ONEVISION_PATCH,
+            'spatial_unpad')
+    # The budget shrinks some images and leaves others.
+    assert 0 < shrunk < len(sizes)
+
+
+def test_anyres_max_9_token_counts():
+    """729 base rows plus rows x (columns + 1) of the (shrunk) grid."""
+    def count(size):
+        return count_image_tokens(size, ONEVISION_PINPOINTS, ONEVISION_TILE,
+                                  ONEVISION_PATCH, 'spatial_unpad',
+                                  anyres_max=9)
+
+    # 3x3 tiles: 81 x 81 rows, exactly the budget of 9 x 729.
+    assert count((1152, 1152)) == 729 + 81 * 82 == 7371
+    # 6x6 tiles: 162 x 162 rows, side ratio 2 to the budget: 81 x 81.
+    assert count((2304, 2304)) == 7371
+    # 4x4 tiles: 108 x 108, ratio 4/3; 108 // (4/3) is 81 (not 80).
+    assert count((1536, 1536)) == 7371
+    # 1x1 and 2x2: under the budget, not shrunk.
+    assert count((384, 384)) == 729 + 27 * 28
+    assert count((768, 768)) == 729 + 54 * 55
+    # Up to 1.1 x the budget's side a grid stays: 89 x 89 (ratio 1.099).
+    assert budget_shape((89, 89), 27, 9) == (89, 89)
+    # 90 x 90 (ratio 10/9, 1.1111111111111112 in floating point) shrinks
+    # to 80 x 80, not 81 x 81: the ratio rounds up, as in the reference.
+    assert budget_shape((90, 90), 27, 9) == (80, 80)
+
+
+def test_anyres_max_is_checked():
+    assert check_anyres_max(None, 'flat') is None
+    assert check_anyres_max(9, 'spatial_unpad') == 9
+    for value in (0, -1, 2.5, True, '9'):
+        with pytest.raises(ValueError, match='positive integer'):
+            check_anyres_max(value, 'spatial_unpad')
+    with pytest.raises(ValueError, match="mm_patch_merge_type is 'spatial'"):
+        check_anyres_max(9, 'spatial')

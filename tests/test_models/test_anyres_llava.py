@@ -61,7 +61,7 @@ def model(tokenizer_folder):
 
 
 @pytest.fixture(scope='module')
-def reference(model, tmp_path_factory, load_into_transformers):
+def reference(model, tmp_path_factory, to_transformers_anyres):
     """transformers' LlavaNext with the model's weights, through
     ``save_pretrained`` / ``from_pretrained``."""
     config = LlavaNextConfig(
@@ -71,16 +71,8 @@ def reference(model, tmp_path_factory, load_into_transformers):
         image_grid_pinpoints=pinpoints_to_hf(PINPOINTS),
         vision_feature_layer=-2, vision_feature_select_strategy='default',
         projector_hidden_act='gelu', multimodal_projector_bias=True)
-    built = LlavaNextForConditionalGeneration(config)
-    load_into_transformers(model, built)
-    with torch.no_grad():
-        built.model.image_newline.copy_(model.image_newline)
-    folder = tmp_path_factory.mktemp('llava_next')
-    built.save_pretrained(folder)
-    loaded, info = LlavaNextForConditionalGeneration.from_pretrained(
-        folder, output_loading_info=True)
-    assert not any(info.values()), info
-    return loaded.eval()
+    return to_transformers_anyres(model, LlavaNextForConditionalGeneration,
+                                  config, tmp_path_factory.mktemp('next'))
 
 
 def photo(name, box=None):

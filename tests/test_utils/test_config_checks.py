@@ -157,3 +157,31 @@ def test_image_tokens_are_checked_against_the_tower(tmp_path, select_feature,
     assert str(error.value).startswith(
         'train_dataloader.dataset.pipeline.3.num_image_tokens is 576, but '
         f'the tower {tmp_path} gives {rows} feature rows an image')
+
+
+ONEVISION = REPO / 'configs/llava' / \
+    'llava-onevision-siglip-so400m-qwen2-0.5b_si.py'
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('anyres_max', None,
+     'model.anyres_max is 9 but train_dataloader.dataset.pipeline.2.'
+     'num_image_tokens.anyres_max is None'),
+    ('merge_type', 'flat',
+     "model.mm_patch_merge_type is 'spatial_unpad' but train_dataloader."
+     "dataset.pipeline.2.num_image_tokens.merge_type is 'flat'"),
+    ('grid_pinpoints', [(384, 768)],
+     'model.image_grid_pinpoints is [[384, 384], [768, 384], '),
+], ids=['anyres_max', 'merge_type', 'grid_pinpoints'])
+def test_an_anyres_count_other_than_the_model_s_is_refused(key, value,
+                                                            message):
+    """Truncation counting rows with other grids, another merge or another
+    budget than the model's would cut samples at the wrong place."""
+    cfg = Config.fromfile(str(ONEVISION))
+    check_settings_agree(cfg)
+    cfg.train_dataloader.dataset.pipeline[2].num_image_tokens[key] = value
+    with pytest.raises(ValueError) as error:
+        check_settings_agree(cfg)
+    assert str(error.value).startswith(message)
+    assert str(error.value).endswith('truncation would count other image '
+                                     'rows than the model makes.')

@@ -9,7 +9,8 @@ from mmllava.constants import (IGNORE_INDEX, IMAGE_PLACEHOLDER,
                                IMAGE_TOKEN_INDEX)
 from mmllava.content_specials import keeps_text
 from mmllava.conversation import build_generation_prompt, tokenize_conversation
-from mmllava.models.anyres import check_pinpoints, count_image_tokens
+from mmllava.models.anyres import (check_anyres_max, check_pinpoints,
+                                   count_image_tokens)
 from mmllava.models.tokenizer import build_tokenizer
 from mmllava.registry import TRANSFORMS
 from mmllava.templates import GPT, get_template
@@ -48,10 +49,13 @@ class AnyResTokenCount:
         cls_token (bool): Whether the vision encoder keeps its CLS token
             (``select_feature='cls_patch'``, a ``'flat'`` merge only): one
             more row per tile. Defaults to False.
+        anyres_max (int, optional): The model's ``anyres_max`` (``N`` of
+            ``anyres_max_N``). Defaults to None.
     """
 
     def __init__(self, grid_pinpoints: list, tile_size: int, patch_size: int,
-                 merge_type: str, cls_token: bool = False) -> None:
+                 merge_type: str, cls_token: bool = False,
+                 anyres_max: Optional[int] = None) -> None:
         if cls_token and merge_type != 'flat':
             raise ValueError(f'A kept CLS token (cls_token=True) needs '
                              f"merge_type 'flat', got {merge_type!r}.")
@@ -59,11 +63,13 @@ class AnyResTokenCount:
         self.tile_size, self.patch_size = tile_size, patch_size
         self.merge_type = merge_type
         self.tokens_per_tile = (tile_size // patch_size)**2 + int(cls_token)
+        self.anyres_max = check_anyres_max(anyres_max, merge_type)
 
     def __call__(self, image_size: tuple[int, int]) -> int:
         return count_image_tokens(image_size, self.grid_pinpoints,
                                   self.tile_size, self.patch_size,
-                                  self.merge_type, self.tokens_per_tile)
+                                  self.merge_type, self.tokens_per_tile,
+                                  self.anyres_max)
 
 
 def check_image_count(input_ids: list[int], num_images: int,
@@ -105,8 +111,8 @@ class TokenizeConversation(BaseTransform):
         num_image_tokens (int | dict): Feature rows one image becomes (576
             for CLIP ViT-L/14 at 336 px), or for AnyRes a dict of
             :class:`AnyResTokenCount`'s arguments (``grid_pinpoints``,
-            ``tile_size``, ``patch_size``, ``merge_type``): each image is
-            counted from its size. Needed with ``max_length``.
+            ``tile_size``, ``patch_size``, ``merge_type``, ``anyres_max``):
+            each image is counted from its size. Needed with ``max_length``.
         mode (str): ``'train'`` or ``'predict'``. Defaults to ``'train'``.
         special_tokens_in_content (str): What the string of a special token
             (``</s>``, ``<|im_end|>``) inside a message becomes: ``'text'``,
