@@ -151,7 +151,9 @@ def _pipeline_image_settings(cfg: Config) -> tuple[Optional[dict], bool]:
     from mmllava.datasets.transforms.image import build_image_processor
     processor, pad = None, False
     for transform in cfg.get('test_pipeline', None) or []:
-        if transform['type'] == 'PadToSquare':
+        if transform['type'] == 'PadToSquare' or (
+                transform['type'] == 'ProcessImage'
+                and transform.get('pad_to_square') is not None):
             pad = True
         if transform['type'] in ('ProcessImage', 'AnyResImage'):
             processor = image_processor_kwargs(
@@ -429,17 +431,19 @@ def render_config(spec: LLaVASpec, out: Path) -> str:
     if model['projector_pretrained'] is None:
         model.pop('projector_pretrained')
     pipeline = [dict(type='LoadImage')]
-    if spec.pad_to_square:
-        pipeline.append(dict(type='PadToSquare',
-                             mean=spec.image_processor.get('image_mean',
-                                                           CLIP_MEAN)))
+    pad_mean = spec.image_processor.get('image_mean', CLIP_MEAN) \
+        if spec.pad_to_square else None
     if spec.image_aspect_ratio == 'anyres':
+        if pad_mean is not None:
+            pipeline.append(dict(type='PadToSquare', mean=pad_mean))
         pipeline.append(dict(
             type='AnyResImage', image_processor=image_processor,
             grid_pinpoints=model['image_grid_pinpoints']))
     else:
-        pipeline.append(dict(type='ProcessImage',
-                             image_processor=image_processor))
+        process = dict(type='ProcessImage', image_processor=image_processor)
+        if pad_mean is not None:
+            process['pad_to_square'] = pad_mean
+        pipeline.append(process)
     pipeline += [
         dict(type='TokenizeConversation', tokenizer=tokenizer,
              template=spec.template, mode='predict'),

@@ -147,7 +147,10 @@ class GenerationEngine:
             if split < len(names) else None
         #: Whether the pipeline pads images to squares (the canvas, not the
         #: image, is then what the pixel cap limits).
-        self.pads_to_square = 'PadToSquare' in names
+        self.pads_to_square = any(
+            type(step).__name__ == 'PadToSquare' or
+            getattr(step, 'pad_background', None) is not None
+            for step in pipeline.transforms)
         self._pipeline_lock = threading.Lock()
         self.context_length: Optional[int] = getattr(
             model.llm.config, 'max_position_embeddings', None)

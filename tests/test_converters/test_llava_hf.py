@@ -281,7 +281,7 @@ def test_import_to_mmllava_folders(model, hf_dir, tmp_path):
             assert value.shape[0] == 32002
             value = value[:32000]
         assert torch.equal(value, original[key]), key
-    assert 'PadToSquare' in (tmp_path / 'mm' / 'llava_config.py').read_text()
+    assert 'pad_to_square' in (tmp_path / 'mm' / 'llava_config.py').read_text()
 
 
 def test_index_names_every_key_once(hf_dir):

@@ -59,6 +59,7 @@ def drops_cls(model) -> bool:
 
 def pads_to_square(model) -> bool:
     return any(step['type'] == 'PadToSquare'
+               or step.get('pad_to_square') is not None
                for step in model.cfg.test_pipeline)
 
 

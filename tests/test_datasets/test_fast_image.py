@@ -16,8 +16,8 @@ from skimage import data as photos
 from mmllava.datasets.transforms.fast_image import (TORCH_MODES,
                                                     FastImageProcessor,
                                                     SquarePadding,
+                                                    pad_to_square,
                                                     resize_canvas)
-from mmllava.datasets.transforms.image import pad_to_square
 
 CLIP_PAD_COLOUR = (122, 116, 104)
 
@@ -61,13 +61,15 @@ PROCESSORS = {
 
 
 def photos_and_canvases():
-    """``(name, size, image, paddings)``: each of :data:`PHOTOS` as it is
-    (no paddings) and on its square canvas (with its padding)."""
+    """``(name, size, image, background, processed)``: each of
+    :data:`PHOTOS` as it is (no background) and padded to a square by the
+    fast processor (with the background), with the image the processor
+    itself is given for the same result: the photo or its square canvas."""
     for name, size in PHOTOS:
         image = photo(name, size)
-        padding = pad_to_square(image, CLIP_PAD_COLOUR)
-        yield name, size, image, ()
-        yield name, size, padding.canvas, [padding]
+        yield name, size, image, None, image
+        yield name, size, image, CLIP_PAD_COLOUR, pad_to_square(
+            image, CLIP_PAD_COLOUR).canvas
 
 
 def reference(processor, image) -> torch.Tensor:
@@ -81,9 +83,10 @@ def test_equals_the_processor_on_photos_and_their_canvases(name):
     processor = PROCESSORS[name]()
     fast = FastImageProcessor(processor)
     assert fast.fast
-    for photo_name, size, candidate, paddings in photos_and_canvases():
-        expected = reference(processor, candidate)
-        ours = fast([candidate], paddings)
+    for photo_name, size, image, background, processed in \
+            photos_and_canvases():
+        expected = reference(processor, processed)
+        ours = fast([image], background)
         assert ours.dtype == torch.float32
         assert ours.shape == expected.shape, (photo_name, size)
         assert torch.equal(ours, expected), (name, photo_name, size)
@@ -100,9 +103,10 @@ def test_torch_resize_is_within_one_level_of_the_processor(name):
     fast = FastImageProcessor(processor, resize_backend='torch')
     step = torch.from_numpy(np.abs(fast.table[:, 1] - fast.table[:, 0]))
     differing = values = 0
-    for photo_name, size, candidate, paddings in photos_and_canvases():
-        expected = reference(processor, candidate)
-        ours = fast([candidate], paddings)
+    for photo_name, size, image, background, processed in \
+            photos_and_canvases():
+        expected = reference(processor, processed)
+        ours = fast([image], background)
         assert ours.shape == expected.shape, (photo_name, size)
         levels = ((ours - expected).abs() / step[:, None, None]).round()
         assert levels.max() <= 1, (name, photo_name, size)
@@ -122,9 +126,9 @@ def test_an_unknown_resize_backend_fails():
 def test_several_images_at_once_in_order():
     processor = PROCESSORS['clip']()
     images = [photo('coffee'), photo('astronaut'), photo('rocket')]
-    paddings = [pad_to_square(image, CLIP_PAD_COLOUR) for image in images]
-    canvases = [padding.canvas for padding in paddings]
-    ours = FastImageProcessor(processor)(canvases, paddings)
+    canvases = [pad_to_square(image, CLIP_PAD_COLOUR).canvas
+                for image in images]
+    ours = FastImageProcessor(processor)(images, CLIP_PAD_COLOUR)
     assert torch.equal(ours, reference(processor, canvases))
     # Three different photos: a mix-up of the order would show.
     assert not torch.equal(ours[0], ours[1])
@@ -161,15 +165,10 @@ def test_padding_rows_keep_their_colour_at_any_background(background):
             np.asarray(padding.canvas.resize(target, Image.BICUBIC)))
 
 
-def test_a_padding_for_another_canvas_is_not_used():
-    """Paddings are matched to images by identity: a padding whose canvas
-    is not in the list changes nothing."""
-    processor = PROCESSORS['clip']()
-    wide, other = photo('coffee'), photo('rocket', (640, 200))
-    canvas = pad_to_square(wide, CLIP_PAD_COLOUR).canvas
-    stale = pad_to_square(other, CLIP_PAD_COLOUR)
-    ours = FastImageProcessor(processor)([canvas], [stale])
-    assert torch.equal(ours, reference(processor, canvas))
+def test_padding_takes_pil_images_only():
+    with pytest.raises(TypeError, match=r"PIL images .* \['ndarray'\]"):
+        FastImageProcessor(PROCESSORS['clip']())([photos.coffee()],
+                                                 CLIP_PAD_COLOUR)
 
 
 @pytest.mark.parametrize('mode', ['L', 'RGBA', 'P', 'CMYK', 'LA'])
@@ -221,9 +220,9 @@ def test_processors_it_does_not_reproduce_run_as_they_are(processor):
     fast = FastImageProcessor(processor)
     assert not fast.fast
     image = photo('coffee', (90, 60))
-    padding = pad_to_square(image, CLIP_PAD_COLOUR)
-    ours = fast([padding.canvas], [padding])
-    assert torch.equal(ours, reference(processor, padding.canvas))
+    ours = fast([image], CLIP_PAD_COLOUR)
+    canvas = pad_to_square(image, CLIP_PAD_COLOUR).canvas
+    assert torch.equal(ours, reference(processor, canvas))
 
 
 def test_square_padding_records_the_paste():

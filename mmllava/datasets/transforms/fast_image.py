@@ -11,12 +11,13 @@ table is the processor's own ``rescale`` and ``normalize`` applied to the 256
 levels; both are element-wise, so each pixel gets exactly the float the
 processor would give it.
 
-A canvas that :class:`~mmllava.datasets.transforms.PadToSquare` made from a
-wide image is resized without resizing its padding rows across: PIL resizes
-in two passes, across then down, rounding to uint8 in between, and across a
-row of one colour gives that colour back, so the padding rows of the first
-pass are known without computing them (a quarter of that pass for a 4:3
-photo).
+With ``background`` it also pads each image to a square first (LLaVA-1.5's
+``expand2square``), and resizes the canvas it made without resizing its
+padding rows across: PIL resizes in two passes, across then down, rounding to
+uint8 in between, and across a row of one colour gives that colour back, so
+the padding rows of the first pass are known without computing them (a
+quarter of that pass for a 4:3 photo). The padding and the resize happen in
+one call, so the canvas's make-up never leaves it.
 """
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -65,6 +66,20 @@ class SquarePadding:
     image: Image.Image
     offset: tuple[int, int]
     background: tuple[int, int, int]
+
+
+def pad_to_square(image: Image.Image,
+                  background: tuple[int, int, int]) -> SquarePadding:
+    """Centre ``image`` on a square canvas of ``background`` colour (a
+    square image is its own canvas)."""
+    width, height = image.size
+    if width == height:
+        return SquarePadding(image, image, (0, 0), background)
+    side = max(width, height)
+    offset = ((side - width) // 2, (side - height) // 2)
+    canvas = Image.new(image.mode, (side, side), background)
+    canvas.paste(image, offset)
+    return SquarePadding(canvas, image, offset, background)
 
 
 def resize_canvas(padding: SquarePadding, size: tuple[int, int],
@@ -189,21 +204,37 @@ class FastImageProcessor:
         return np.ascontiguousarray(levels[:, 0].astype(np.float32))
 
     def __call__(self, images: Sequence,
-                 paddings: Sequence[SquarePadding] = ()) -> torch.Tensor:
+                 background: Optional[tuple[int, int, int]] = None
+                 ) -> torch.Tensor:
         """``(len(images), 3, H, W)`` float32 pixel values.
 
         Args:
             images (Sequence): The images.
-            paddings (Sequence[SquarePadding]): How some of them (canvases,
-                by identity) were padded to squares.
+            background (tuple, optional): Pad each PIL image to a square of
+                this colour first (see :func:`pad_to_square`). Defaults to
+                None (as they are).
         """
-        # The paddings hold their canvases, so an id names one canvas.
-        padding_of = {id(padding.canvas): padding for padding in paddings}
+        if background is not None:
+            kinds = {type(image).__name__ for image in images
+                     if not isinstance(image, Image.Image)}
+            if kinds:
+                raise TypeError('Padding to a square takes PIL images (as '
+                                f'LoadImage gives them), got {sorted(kinds)}')
+            return self._stack([
+                self.process_padding(pad_to_square(image, background))
+                for image in images])
+        return self._stack([self.process(image) for image in images])
+
+    @staticmethod
+    def _stack(pixels: list[np.ndarray]) -> torch.Tensor:
         # numpy stacks: torch.stack may wake its thread pool, which costs
         # more than the copy on a busy machine.
-        return torch.from_numpy(np.stack([
-            self.process(image, padding_of.get(id(image)))
-            for image in images]))
+        return torch.from_numpy(np.stack(pixels))
+
+    def process_padding(self, padding: SquarePadding) -> np.ndarray:
+        """One padded image's ``(3, H, W)`` float32 pixel values: those of
+        ``padding.canvas``."""
+        return self.process(padding.canvas, padding)
 
     def process(self, image,
                 padding: Optional[SquarePadding] = None) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Image preparation: LLaVA-1.5's pad-to-square and the transformers image
 processor."""
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import transformers
@@ -8,7 +8,7 @@ from mmcv.transforms import BaseTransform
 from PIL import Image
 
 from mmllava.datasets.transforms.fast_image import (FastImageProcessor,
-                                                    SquarePadding)
+                                                    pad_to_square)
 from mmllava.registry import TRANSFORMS
 from mmllava.utils.files import require_local_folder
 
@@ -33,27 +33,18 @@ def build_image_processor(cfg: dict):
     return processor_class(**cfg)
 
 
-def pad_to_square(image: Image.Image,
-                  background: tuple[int, int, int]) -> SquarePadding:
-    """Centre ``image`` on a square canvas of ``background`` colour (a
-    square image is its own canvas)."""
-    width, height = image.size
-    if width == height:
-        return SquarePadding(image, image, (0, 0), background)
-    side = max(width, height)
-    offset = ((side - width) // 2, (side - height) // 2)
-    canvas = Image.new(image.mode, (side, side), background)
-    canvas.paste(image, offset)
-    return SquarePadding(canvas, image, offset, background)
+def pad_colour(mean: Sequence[float]) -> tuple[int, ...]:
+    """The padding colour of LLaVA-1.5: ``int(255 * mean)`` per channel."""
+    return tuple(int(255 * value) for value in mean)
 
 
 @TRANSFORMS.register_module()
 class PadToSquare(BaseTransform):
     """Pad each image to a square, as LLaVA-1.5 (``image_aspect_ratio='pad'``).
 
-    Also adds ``square_paddings``, how each canvas was made, which
-    :class:`ProcessImage` uses to resize a canvas faster (see
-    :mod:`~mmllava.datasets.transforms.fast_image`).
+    ``ProcessImage(pad_to_square=mean)`` does the same padding and resizes
+    the canvas faster, as it knows how the canvas was made; this step is for
+    pipelines that need the padded image itself (e.g. to draw it).
 
     Args:
         mean (Sequence[float]): The image processor's mean in 0-1; the
@@ -62,22 +53,24 @@ class PadToSquare(BaseTransform):
     """
 
     def __init__(self, mean: Sequence[float]) -> None:
-        self.background = tuple(int(255 * value) for value in mean)
+        self.background = pad_colour(mean)
 
     def transform(self, results: dict) -> dict:
-        paddings = [pad_to_square(image, self.background)
-                    for image in results['images']]
-        results['images'] = [padding.canvas for padding in paddings]
-        results['square_paddings'] = paddings
+        results['images'] = [pad_to_square(image, self.background).canvas
+                             for image in results['images']]
         return results
 
 
 @TRANSFORMS.register_module()
 class ProcessImage(BaseTransform):
-    """Run the transformers image processor (resize, crop, normalise).
+    """Run the transformers image processor (resize, crop, normalise),
+    optionally after padding each image to a square (LLaVA-1.5's
+    ``image_aspect_ratio='pad'``).
 
     The processor's work is done by :class:`FastImageProcessor`: the same
-    float32 values, bit for bit, in a fraction of the time.
+    float32 values, bit for bit, in a fraction of the time; with
+    ``pad_to_square`` the padding is done here too, the result bit for bit
+    :class:`PadToSquare` followed by the processor.
 
     Adds ``pixel_values``: ``(num_images, 3, H, W)`` float32, or an empty
     tensor for a text-only sample.
@@ -88,19 +81,25 @@ class ProcessImage(BaseTransform):
             bit) or ``'torch'`` (about 4x faster resizing; some 0.2% of the
             values one uint8 level off). See :class:`FastImageProcessor`.
             Defaults to ``'pil'``.
+        pad_to_square (Sequence[float], optional): The image processor's
+            mean in 0-1: pad each image to a square of colour
+            ``int(255 * mean)`` per channel first, as the official code.
+            Defaults to None (no padding).
     """
 
     def __init__(self, image_processor: dict,
-                 resize_backend: str = 'pil') -> None:
+                 resize_backend: str = 'pil',
+                 pad_to_square: Optional[Sequence[float]] = None) -> None:
         self.image_processor = build_image_processor(image_processor)
         self.fast_processor = FastImageProcessor(self.image_processor,
                                                  resize_backend)
+        self.pad_background = None if pad_to_square is None else \
+            pad_colour(pad_to_square)
 
     def transform(self, results: dict) -> dict:
         images = results['images']
         results['pixel_values'] = self.fast_processor(
-            images, results.get('square_paddings', ())) if images \
-            else torch.empty(0)
+            images, self.pad_background) if images else torch.empty(0)
         return results
 
 
@@ -115,7 +114,7 @@ class BlankImage(BaseTransform):
     """
 
     def __init__(self, mean: Sequence[float]) -> None:
-        self.colour = tuple(int(255 * value) for value in mean)
+        self.colour = pad_colour(mean)
 
     def transform(self, results: dict) -> dict:
         results['images'] = [Image.new('RGB', image.size, self.colour)

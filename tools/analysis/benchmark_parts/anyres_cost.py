@@ -30,11 +30,11 @@ def grid_pinpoints(tile_size: int) -> list[tuple[int, int]]:
 
 
 def anyres_pipeline(sizes: Sizes, tokenizer, template: str) -> list[dict]:
-    """The pad pipeline with :class:`AnyResImage` for its two image steps."""
+    """The pad pipeline with :class:`AnyResImage` for its image step."""
     pad = train_pipeline(sizes, tokenizer, template)
     tiles = dict(type='AnyResImage', image_processor=sizes.image_processor,
                  grid_pinpoints=grid_pinpoints(sizes.vision['image_size']))
-    return [pad[0], tiles, *pad[3:]]
+    return [pad[0], tiles, *pad[2:]]
 
 
 def image_datasets(sizes: Sizes, tokenizer,

@@ -21,9 +21,9 @@ def train_pipeline(sizes: Sizes, tokenizer, template: str,
     """LLaVA-1.5's stage-2 pipeline (pad to square, CLIP processor)."""
     return [
         dict(type='LoadImage'),
-        dict(type='PadToSquare', mean=sizes.image_processor['image_mean']),
         dict(type='ProcessImage', image_processor=sizes.image_processor,
-             resize_backend=resize_backend),
+             resize_backend=resize_backend,
+             pad_to_square=sizes.image_processor['image_mean']),
         dict(type='TokenizeConversation', tokenizer=tokenizer,
              template=template),
         dict(type='PackLLaVAInputs'),

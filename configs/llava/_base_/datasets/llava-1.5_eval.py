@@ -9,8 +9,8 @@ eval_meta_keys = ('sample_id', 'question_id', 'image_id', 'img_path',
                   'num_choices')
 test_pipeline = [
     dict(type='LoadImage'),
-    dict(type='PadToSquare', mean=_base_.image_mean),
-    dict(type='ProcessImage', image_processor=_base_.image_processor),
+    dict(type='ProcessImage', image_processor=_base_.image_processor,
+         pad_to_square=_base_.image_mean),
     dict(type='TokenizeConversation', tokenizer=_base_.tokenizer,
          template='vicuna_v1', mode='predict'),
     dict(type='PackLLaVAInputs', meta_keys=eval_meta_keys),

@@ -17,9 +17,9 @@ train_dataloader = dict(
         image_folder=data_root,
         pipeline=[
             dict(type='LoadImage'),
-            dict(type='PadToSquare', mean=_base_.image_mean),
             dict(type='ProcessImage',
-                 image_processor=_base_.image_processor),
+                 image_processor=_base_.image_processor,
+                 pad_to_square=_base_.image_mean),
             dict(type='TokenizeConversation', tokenizer=_base_.tokenizer,
                  template='vicuna_v1', max_length=_base_.max_length,
                  num_image_tokens=_base_.num_image_tokens),

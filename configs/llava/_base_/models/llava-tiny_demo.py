@@ -69,8 +69,8 @@ eval_meta_keys = ('sample_id', 'question_id', 'image_id', 'img_path',
                   'num_choices')
 test_pipeline = [
     dict(type='LoadImage'),
-    dict(type='PadToSquare', mean=image_mean),
-    dict(type='ProcessImage', image_processor=image_processor),
+    dict(type='ProcessImage', image_processor=image_processor,
+         pad_to_square=image_mean),
     dict(type='TokenizeConversation', tokenizer=tokenizer,
          template='vicuna_v1', mode='predict'),
     dict(type='PackLLaVAInputs', meta_keys=eval_meta_keys),
