@@ -112,27 +112,27 @@ def test_the_check_reads_the_runner_s_pipelines():
          if key in RUNNER_PIPELINE_KEYS})
     # The demo's stage 2 tests in its own test configs.
     assert sorted(key for key, _ in found) == [
-        'custom_hooks.1.pipeline.3', 'custom_hooks.2.pipeline.3',
-        'train_dataloader.dataset.pipeline.3',
-        'val_dataloader.dataset.pipeline.3']
+        'custom_hooks.1.pipeline.2', 'custom_hooks.2.pipeline.2',
+        'train_dataloader.dataset.pipeline.2',
+        'val_dataloader.dataset.pipeline.2']
 
 
 def test_a_pipeline_with_another_template_is_refused():
     cfg = Config.fromfile(str(DEMO_FT))
-    cfg.train_dataloader.dataset.pipeline[3].template = 'llava_v1'
+    cfg.train_dataloader.dataset.pipeline[2].template = 'llava_v1'
     with pytest.raises(ValueError) as error:
         check_settings_agree(cfg)
     assert str(error.value) == (
         "model.template is 'vicuna_v1' but "
-        "train_dataloader.dataset.pipeline.3.template is 'llava_v1': the "
+        "train_dataloader.dataset.pipeline.2.template is 'llava_v1': the "
         'model and its data must use the same one.')
 
 
 def test_a_pipeline_with_another_tokenizer_is_refused():
     cfg = Config.fromfile(str(DEMO_FT))
-    cfg.val_dataloader.dataset.pipeline[3].tokenizer.pretrained = 'other/'
+    cfg.val_dataloader.dataset.pipeline[2].tokenizer.pretrained = 'other/'
     with pytest.raises(ValueError, match=r"val_dataloader.dataset.pipeline"
-                       r".3.tokenizer.pretrained is 'other/'"):
+                       r".2.tokenizer.pretrained is 'other/'"):
         check_settings_agree(cfg)
 
 
@@ -151,11 +151,11 @@ def test_image_tokens_are_checked_against_the_tower(tmp_path, select_feature,
                 node = node[int(part)] if part.isdigit() else node[part]
             node.num_image_tokens = rows
     check_settings_agree(cfg)
-    cfg.train_dataloader.dataset.pipeline[3].num_image_tokens = 576
+    cfg.train_dataloader.dataset.pipeline[2].num_image_tokens = 576
     with pytest.raises(ValueError) as error:
         check_settings_agree(cfg)
     assert str(error.value).startswith(
-        'train_dataloader.dataset.pipeline.3.num_image_tokens is 576, but '
+        'train_dataloader.dataset.pipeline.2.num_image_tokens is 576, but '
         f'the tower {tmp_path} gives {rows} feature rows an image')
 
 
