@@ -27,7 +27,8 @@ from mmllava.conversation_chatml import tokenize_chatml_training
 from mmllava.conversation_llama3 import tokenize_llama3_training
 from mmllava.templates import HUMAN, ChatTemplate
 from mmllava.templates.llama3 import LLAVA_LLAMA_3
-from mmllava.templates.turns import checked_turns, move_image_to_front
+from mmllava.templates.placeholders import place_images
+from mmllava.templates.turns import checked_turns
 
 
 @dataclass
@@ -61,7 +62,8 @@ def render_conversation(conversations: Sequence[dict],
                         template: ChatTemplate,
                         has_image: bool,
                         add_generation_prompt: bool = False,
-                        sample_id: object = None) -> list[Segment]:
+                        sample_id: object = None,
+                        num_images: int = 1) -> list[Segment]:
     """Render LLaVA turns (``{'from': 'human'|'gpt', 'value': str}``).
 
     Args:
@@ -72,16 +74,22 @@ def render_conversation(conversations: Sequence[dict],
         add_generation_prompt (bool): End with the assistant prefix, for
             generation. Defaults to False.
         sample_id: Named in errors.
+        num_images (int): How many images the record has, when it has any:
+            with one, a human turn's ``<image>`` moves to its front
+            (LLaVA-1.5); with several, they stay where the text puts them
+            unless a turn has only one (LLaVA-NeXT-Interleave; see
+            :func:`~mmllava.templates.placeholders.place_images`).
+            Defaults to 1.
 
     Returns:
         list[Segment]: The prompt, piece by piece, each message's place
         in it remembered.
     """
     turns = checked_turns(conversations, template, has_image,
-                          add_generation_prompt, sample_id)
+                          add_generation_prompt, sample_id, num_images)
     segments = [Segment(template.system, False)]
     for index, turn in enumerate(turns):
-        message = move_image_to_front(turn['value']) if has_image \
+        message = place_images(turn['value'], num_images) if has_image \
             else turn['value']
         if template.strip_messages:
             message = message.strip()
@@ -212,11 +220,13 @@ def tokenize_conversation(conversations: Sequence[dict],
                           tokenizer,
                           has_image: bool,
                           sample_id: Optional[object] = None,
-                          special_tokens_in_content: str = 'text'
+                          special_tokens_in_content: str = 'text',
+                          num_images: int = 1
                           ) -> tuple[list[int], list[int]]:
     """Render and tokenize a LLaVA conversation for training.
 
-    ``special_tokens_in_content`` is :func:`tokenize_segments`'.
+    ``special_tokens_in_content`` is :func:`tokenize_segments`',
+    ``num_images`` :func:`render_conversation`'s.
 
     Returns:
         tuple[list[int], list[int]]: ``input_ids`` and ``labels``.
@@ -228,9 +238,10 @@ def tokenize_conversation(conversations: Sequence[dict],
         return tokenize_turns(
             conversations, template, tokenizer, has_image,
             sample_id=sample_id,
-            special_tokens_in_content=special_tokens_in_content)
+            special_tokens_in_content=special_tokens_in_content,
+            num_images=num_images)
     segments = render_conversation(conversations, template, has_image,
-                                   sample_id=sample_id)
+                                   sample_id=sample_id, num_images=num_images)
     return tokenize_segments(segments, tokenizer, has_image,
                              special_tokens_in_content, sample_id)
 
@@ -240,16 +251,18 @@ def build_generation_prompt(conversations: Sequence[dict],
                             tokenizer,
                             has_image: bool,
                             sample_id: Optional[object] = None,
-                            special_tokens_in_content: str = 'text'
+                            special_tokens_in_content: str = 'text',
+                            num_images: int = 1
                             ) -> list[int]:
     """Tokenize a conversation that ends with a question, for generation.
 
     ``special_tokens_in_content`` is :func:`tokenize_segments`'; keep the
     default for text from untrusted users (a server's clients).
+    ``num_images`` is :func:`render_conversation`'s.
     """
     segments = render_conversation(
         conversations, template, has_image, add_generation_prompt=True,
-        sample_id=sample_id)
+        sample_id=sample_id, num_images=num_images)
     return tokenize_segments(segments, tokenizer, has_image,
                              special_tokens_in_content, sample_id)[0]
 

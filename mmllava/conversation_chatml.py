@@ -39,7 +39,9 @@ from mmllava.content_specials import (encode_keeping_text,
                                       holds_special_string, keeps_text)
 from mmllava.templates import (GPT, HUMAN, IM_END, IM_START, QWEN_SYSTEM,
                                ChatTemplate)
-from mmllava.templates.turns import checked_turns, move_image_to_front
+from mmllava.templates.placeholders import (image_first_once,
+                                            move_image_to_front)
+from mmllava.templates.turns import checked_turns
 
 ROLES = {HUMAN: 'user', GPT: 'assistant'}
 
@@ -70,9 +72,16 @@ def tokenize_chatml_training(conversations: Sequence[dict],
                              tokenizer,
                              has_image: bool,
                              sample_id: Optional[object] = None,
-                             special_tokens_in_content: str = 'text'
+                             special_tokens_in_content: str = 'text',
+                             num_images: int = 1
                              ) -> tuple[list[int], list[int]]:
     """Tokenize a training conversation as LLaVA-NeXT's ``preprocess_qwen``.
+
+    A record with several images (LLaVA-NeXT-Interleave) is tokenized as the
+    interleave release's ``preprocess_qwen`` does: a message's lone
+    ``<image>`` moves to its front, several stay in place, and every
+    ``<image>`` becomes the image and a newline between the message's text
+    pieces, each tokenized on its own.
 
     Args:
         conversations (Sequence[dict]): The record's turns.
@@ -84,6 +93,8 @@ def tokenize_chatml_training(conversations: Sequence[dict],
             in messages become ordinary sub-word ids) or ``'special'`` (they
             become special tokens, as in the official code). Defaults to
             ``'text'``.
+        num_images (int): How many images the record has, when it has any.
+            Defaults to 1.
 
     Returns:
         tuple[list[int], list[int]]: ``input_ids`` and ``labels``.
@@ -91,7 +102,7 @@ def tokenize_chatml_training(conversations: Sequence[dict],
     # Turn order, empty turns and where <image> may stand are checked as for
     # every template.
     turns = checked_turns(conversations, template, has_image,
-                          sample_id=sample_id)
+                          sample_id=sample_id, num_images=num_images)
     im_start, im_end = chatml_token_ids(tokenizer)
     as_text = keeps_text(special_tokens_in_content)
 
@@ -128,15 +139,19 @@ def tokenize_chatml_training(conversations: Sequence[dict],
         if turn['from'] == GPT:
             add_turn(ROLES[GPT], [(encode_message(message), True)])
             continue
-        pieces = []
+        chunks = [message]
         if has_image and IMAGE_PLACEHOLDER in message:
-            message = image_first(message)[len(IMAGE_PLACEHOLDER):]
-            if IMAGE_PLACEHOLDER in message:
+            chunks = (image_first_once(message) if num_images > 1
+                      else image_first(message)).split(IMAGE_PLACEHOLDER)
+            if num_images == 1 and len(chunks) > 2:
                 raise ValueError(
                     f'Sample {sample_id!r}: a message starting with '
                     f'{IMAGE_PLACEHOLDER} holds another one; template '
-                    f'{template.name!r} takes one image per message.')
-            pieces.append(([IMAGE_TOKEN_INDEX] + newline, False))
-        pieces.append((encode_message(message), False))
+                    f'{template.name!r} takes one image per message in a '
+                    'record with one image.')
+        pieces = [(encode_message(chunks[0]), False)]
+        for chunk in chunks[1:]:
+            pieces += [([IMAGE_TOKEN_INDEX] + newline, False),
+                       (encode_message(chunk), False)]
         add_turn(ROLES[HUMAN], pieces)
     return input_ids, labels

@@ -28,7 +28,6 @@ by ``tokenizer_image_token``) starts with two ``<|begin_of_text|>``: the
 chat template writes one and the tokenizer adds one. Ours has one, as in
 training.
 """
-import re
 from typing import Optional, Sequence
 
 from mmllava.constants import (IGNORE_INDEX, IMAGE_PLACEHOLDER,
@@ -39,7 +38,8 @@ from mmllava.content_specials import (encode_keeping_text,
 from mmllava.templates import GPT, ChatTemplate
 from mmllava.templates.llama3 import (BEGIN_OF_TEXT, END_HEADER, EOT,
                                       START_HEADER)
-from mmllava.templates.turns import checked_turns, move_image_to_front
+from mmllava.templates.placeholders import image_first_once
+from mmllava.templates.turns import checked_turns
 
 #: The tokens ``preprocess_llama3`` learns wherever they stand.
 FRAMING_TOKENS = (BEGIN_OF_TEXT, START_HEADER, END_HEADER, EOT)
@@ -61,21 +61,13 @@ def llama3_token_ids(tokenizer) -> list[int]:
     return ids
 
 
-def image_first_once(message: str) -> str:
-    """LLaVA-NeXT's ``preprocess_multimodal``: a message with one
-    ``<image>``, not at its front, gets it moved there as ``<image>\\n``."""
-    if len(re.findall(re.escape(IMAGE_PLACEHOLDER), message)) != 1 or \
-            message.startswith(IMAGE_PLACEHOLDER):
-        return message
-    return move_image_to_front(message)
-
-
 def tokenize_llama3_training(conversations: Sequence[dict],
                              template: ChatTemplate,
                              tokenizer,
                              has_image: bool,
                              sample_id: Optional[object] = None,
-                             special_tokens_in_content: str = 'text'
+                             special_tokens_in_content: str = 'text',
+                             num_images: int = 1
                              ) -> tuple[list[int], list[int]]:
     """Tokenize a training conversation as LLaVA-NeXT's
     ``preprocess_llama3``.
@@ -91,12 +83,14 @@ def tokenize_llama3_training(conversations: Sequence[dict],
             in messages become ordinary sub-word ids) or ``'special'`` (they
             become special tokens, as in the official code). Defaults to
             ``'text'``.
+        num_images (int): How many images the record has, when it has any
+            (the placement is LLaVA-NeXT's either way). Defaults to 1.
 
     Returns:
         tuple[list[int], list[int]]: ``input_ids`` and ``labels``.
     """
     turns = checked_turns(conversations, template, has_image,
-                          sample_id=sample_id)
+                          sample_id=sample_id, num_images=num_images)
     framing = set(llama3_token_ids(tokenizer))
     as_text = keeps_text(special_tokens_in_content)
 

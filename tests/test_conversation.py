@@ -11,6 +11,7 @@ zero the labels; the tests check that it did not, so no comparison is vacuous.
 """
 import copy
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -59,6 +60,21 @@ def official_preprocess_multimodal(source):
     """``preprocess_multimodal`` (no mm_use_im_start_end, no mmtag)."""
     for sentence in source:
         if REF_IMAGE_TOKEN in sentence['value']:
+            sentence['value'] = sentence['value'].replace(
+                REF_IMAGE_TOKEN, '').strip()
+            sentence['value'] = REF_IMAGE_TOKEN + '\n' + sentence['value']
+            sentence['value'] = sentence['value'].strip()
+    return source
+
+
+def official_next_preprocess_multimodal(source):
+    """LLaVA-NeXT's ``preprocess_multimodal`` (the interleave release): only
+    a message with exactly one ``<image>``, not at its front, gets it moved
+    there; several stay where they are."""
+    for sentence in source:
+        num_im = len(re.findall(REF_IMAGE_TOKEN, sentence['value']))
+        if num_im == 1 and REF_IMAGE_TOKEN in sentence['value'] and \
+                not sentence['value'].startswith(REF_IMAGE_TOKEN):
             sentence['value'] = sentence['value'].replace(
                 REF_IMAGE_TOKEN, '').strip()
             sentence['value'] = REF_IMAGE_TOKEN + '\n' + sentence['value']
@@ -205,10 +221,14 @@ def official_preprocess_v1(source, tokenizer, has_image, conv):
 
 
 def official_preprocess(record, template_name, tokenizer):
-    """``LazySupervisedDataset.__getitem__``'s text path for one record."""
+    """``LazySupervisedDataset.__getitem__``'s text path for one record; a
+    record with a list of images (LLaVA-NeXT-Interleave's data) takes
+    LLaVA-NeXT's ``preprocess_multimodal``."""
     source = copy.deepcopy(record['conversations'])
     has_image = 'image' in record
-    if has_image:
+    if isinstance(record.get('image'), list):
+        source = official_next_preprocess_multimodal(source)
+    elif has_image:
         source = official_preprocess_multimodal(source)
     conv = official_conv_template(template_name)
     if conv.sep_style == 'PLAIN':
@@ -268,16 +288,22 @@ def assert_matches_official(record, template_name, tokenizer):
         f'compared: {record!r}')
     assert any(label != REF_IGNORE_INDEX for label in ref_labels)
 
+    num_images = len(record['image']) \
+        if isinstance(record.get('image'), list) else 1
     ids, labels = tokenize_conversation(
         record['conversations'], get_template(template_name), tokenizer,
-        has_image, sample_id=record.get('id'))
+        has_image, sample_id=record.get('id'), num_images=num_images)
     assert (ids, labels) == (ref_ids, ref_labels), (
         f'{template_name} record {record!r}\n'
         f'{_describe((ids, labels), (ref_ids, ref_labels), tokenizer)}')
     # Without an image, <image> is text (the official code only splits
     # image samples at it).
-    assert ids.count(REF_IMAGE_TOKEN_INDEX) == has_image * sum(
-        REF_IMAGE_TOKEN in turn['value'] for turn in record['conversations'])
+    if num_images == 1:
+        assert ids.count(REF_IMAGE_TOKEN_INDEX) == has_image * sum(
+            REF_IMAGE_TOKEN in turn['value']
+            for turn in record['conversations'])
+    else:
+        assert ids.count(REF_IMAGE_TOKEN_INDEX) == num_images
 
 
 # ---------------------------------------------------------------------------
@@ -683,6 +709,70 @@ def test_generation_prompt_is_the_training_prompt_up_to_the_answer(
     first_answer = next(i for i, label in enumerate(labels)
                         if label != REF_IGNORE_INDEX)
     assert first_answer == len(prompt)
+
+
+# ---------------------------------------------------------------------------
+# Several images per record (LLaVA-NeXT-Interleave).
+# ---------------------------------------------------------------------------
+SEVERAL_IMAGE_RECORDS = [
+    {'id': 'two-first', 'image': ['a.jpg', 'b.jpg'], 'conversations': [
+        {'from': 'human', 'value': '<image>\n<image>\nWhat differs?'},
+        {'from': 'gpt', 'value': 'The second one is darker.'}]},
+    {'id': 'in-place', 'image': ['a.jpg', 'b.jpg'], 'conversations': [
+        {'from': 'human', 'value':
+         'Image 1: <image>\nImage 2: <image>\nWhich is brighter?'},
+        {'from': 'gpt', 'value': 'Image 1.'}]},
+    {'id': 'later-turns', 'image': ['a.jpg', 'b.jpg', 'c.jpg'],
+     'conversations': [
+         {'from': 'human', 'value': 'What is in <image>?'},
+         {'from': 'gpt', 'value': 'A cat on a sofa.'},
+         {'from': 'human', 'value': 'And in these two: <image> <image>?'},
+         {'from': 'gpt', 'value': 'A dog, then a bird.'},
+         {'from': 'human', 'value': 'Which is the largest animal?'},
+         {'from': 'gpt', 'value': 'The dog.'}]},
+    {'id': 'one-per-turn', 'image': ['a.jpg', 'b.jpg'], 'conversations': [
+        {'from': 'human', 'value': '<image>\nDescribe it.'},
+        {'from': 'gpt', 'value': 'A red car.'},
+        {'from': 'human', 'value': 'Now this one. <image>'},
+        {'from': 'gpt', 'value': 'A blue bike.'}]},
+]
+
+
+@pytest.mark.parametrize('template_name', ['vicuna_v1', 'llava_v1'])
+@pytest.mark.parametrize('record', SEVERAL_IMAGE_RECORDS,
+                         ids=lambda record: record['id'])
+def test_several_images_match_official(record, template_name, tokenizer):
+    """Every ``<image>`` an image of its own, where LLaVA-NeXT's
+    preprocessing puts it; ids and labels as ``preprocess_v1``'s."""
+    assert_matches_official(record, template_name, tokenizer)
+
+
+def test_several_images_in_one_turn_stay_in_place(tokenizer):
+    record = SEVERAL_IMAGE_RECORDS[1]
+    segments = render_conversation(record['conversations'],
+                                   get_template('vicuna_v1'), True,
+                                   num_images=2)
+    assert 'USER: Image 1: <image>\nImage 2: <image>\nWhich is brighter? ' \
+        in ''.join(segment.text for segment in segments)
+    # With one image, the official LLaVA-1.5 rule merges them in front.
+    one = render_conversation(record['conversations'],
+                              get_template('vicuna_v1'), True)
+    assert 'USER: <image>\nImage 1: \nImage 2: \nWhich is brighter? ' \
+        in ''.join(segment.text for segment in one)
+
+
+def test_several_images_generation_prompt_matches_official(tokenizer):
+    messages = ['Compare <image> with <image>.', 'The first is larger.',
+                'And <image>?']
+    turns = [{'from': 'human' if i % 2 == 0 else 'gpt', 'value': message}
+             for i, message in enumerate(messages)]
+    ids = build_generation_prompt(turns, get_template('vicuna_v1'),
+                                  tokenizer, has_image=True, num_images=3)
+    placed = [turn['value'] for turn in official_next_preprocess_multimodal(
+        copy.deepcopy(turns))]
+    assert placed[2] == '<image>\nAnd ?'
+    assert ids == official_generation_prompt(placed, 'vicuna_v1', tokenizer)
+    assert ids.count(REF_IMAGE_TOKEN_INDEX) == 3
 
 
 # ---------------------------------------------------------------------------

@@ -50,12 +50,15 @@ def ref_preprocess_multimodal(turns):
     return turns
 
 
-def ref_preprocess_qwen(turns, tokenizer, has_image):
+def ref_preprocess_qwen(turns, tokenizer, has_image, split_images=False):
     """``preprocess_qwen`` for one conversation: ``(input_ids, labels)``.
 
     The official code reads ``<|im_start|>`` / ``<|im_end|>`` from
     ``tokenizer.additional_special_tokens_ids``; transformers 5 dropped that
-    attribute, so they are looked up by name.
+    attribute, so they are looked up by name. ``split_images``: the
+    interleave release's version, which splits a message at every
+    ``<image>``, tokenizes each piece on its own and writes every image as
+    the image and a newline.
     """
     def ids(text):
         return tokenizer(text).input_ids
@@ -72,7 +75,15 @@ def ref_preprocess_qwen(turns, tokenizer, has_image):
     for turn in turns:
         role = role_text[turn['from']]
         value = turn['value']
-        if has_image and REF_IMAGE in value:
+        if has_image and REF_IMAGE in value and split_images:
+            turn_ids = ids(role) + nl
+            texts = value.split(REF_IMAGE)
+            for index, text in enumerate(texts):
+                turn_ids += ids(text)
+                if index < len(texts) - 1:
+                    turn_ids += [REF_IMAGE_TOKEN_INDEX] + nl
+            turn_ids += [end] + nl
+        elif has_image and REF_IMAGE in value:
             assert value.startswith(REF_IMAGE)
             turn_ids = (ids(role) + nl + [REF_IMAGE_TOKEN_INDEX] + nl
                         + ids(value[len(REF_IMAGE):]) + [end] + nl)
@@ -88,6 +99,20 @@ def ref_preprocess_qwen(turns, tokenizer, has_image):
                        + turn_ids[head + 1:-2] + [end] + nl)
     assert len(input_ids) == len(labels)
     return input_ids, labels
+
+
+def ref_interleave_training(record, tokenizer):
+    """A record with several images as the interleave release trains it:
+    its ``preprocess_multimodal`` moves a message's only ``<image>`` to its
+    front and leaves several in place, then the splitting
+    ``preprocess_qwen``."""
+    turns = copy.deepcopy(record['conversations'])
+    for turn in turns:
+        value = turn['value']
+        if value.count(REF_IMAGE) == 1 and not value.startswith(REF_IMAGE):
+            turn['value'] = (REF_IMAGE + '\n' + value.replace(
+                REF_IMAGE, '').strip()).strip()
+    return ref_preprocess_qwen(turns, tokenizer, True, split_images=True)
 
 
 def ref_training(record, tokenizer):
@@ -335,6 +360,34 @@ def test_random_records_cover_what_they_claim():
     late = [r for r in RANDOM_RECORDS if 'image' in r and REF_IMAGE not in
             r['conversations'][0]['value']]
     assert late
+
+
+SEVERAL_IMAGE_RECORDS = [
+    {'id': 'interleave_two', 'image': ['a.jpg', 'b.jpg'], 'conversations': [
+        {'from': 'human', 'value':
+         'Image 1: <image>\nImage 2: <image>\nWhat differs?'},
+        {'from': 'gpt', 'value': 'The second is darker.'}]},
+    {'id': 'interleave_turns', 'image': ['a.jpg', 'b.jpg', 'c.jpg'],
+     'conversations': [
+         {'from': 'human', 'value': 'What is this? <image>'},
+         {'from': 'gpt', 'value': 'A cat.'},
+         {'from': 'human', 'value': '<image><image>And these?'},
+         {'from': 'gpt', 'value': 'A dog and a bird.'}]},
+]
+
+
+@pytest.mark.parametrize('record', SEVERAL_IMAGE_RECORDS,
+                         ids=lambda r: r['id'])
+def test_several_images_match_the_interleave_release(record,
+                                                     qwen_tokenizer):
+    ours = tokenize_conversation(
+        record['conversations'], get_template('qwen_1_5'), qwen_tokenizer,
+        has_image=True, sample_id=record['id'],
+        num_images=len(record['image']))
+    official = ref_interleave_training(record, qwen_tokenizer)
+    assert ours == official, (
+        f'record {record!r}\n{describe(ours, official, qwen_tokenizer)}')
+    assert ours[0].count(REF_IMAGE_TOKEN_INDEX) == len(record['image'])
 
 
 # ---------------------------------------------------------------------------

@@ -6,7 +6,8 @@ from mmllava.templates.rules import (BrokenRule, conversation_problems,
                                         record_problems, rendered_turns)
 from mmllava.datasets.checks import REASONS, WARNINGS, check_rules
 from mmllava.templates import get_template
-from mmllava.templates.turns import checked_turns, move_image_to_front
+from mmllava.templates.placeholders import move_image_to_front
+from mmllava.templates.turns import checked_turns
 
 
 def human(value: object) -> dict:
@@ -22,6 +23,12 @@ def photo(*turns: dict, record_id: str = 'r1') -> dict:
     return dict(id=record_id, image='photo.jpg', conversations=list(turns))
 
 
+def photos(*turns: dict, record_id: str = 'r2') -> dict:
+    """A record with two images."""
+    return dict(id=record_id, image=['a.jpg', 'b.jpg'],
+                conversations=list(turns))
+
+
 def found(record: object, template=None) -> list[tuple]:
     return [(broken.code, broken.turn)
             for broken in record_problems(record, template)]
@@ -33,8 +40,10 @@ GOOD = photo(human('<image>\nWhat is it?'), gpt('A cat.'))
 RULES = {
     'not_an_object': ('a string', [('malformed_fields', None)]),
     'id_not_str_or_int': (dict(GOOD, id=[1]), [('malformed_fields', None)]),
-    'image_not_str': (dict(GOOD, image=['a.jpg']),
-                      [('malformed_fields', None)]),
+    'image_not_str': (dict(GOOD, image=3), [('malformed_fields', None)]),
+    'image_list_empty': (dict(GOOD, image=[]), [('malformed_fields', None)]),
+    'image_list_not_str': (dict(GOOD, image=['a.jpg', None]),
+                           [('malformed_fields', None)]),
     'no_conversations': (dict(id='r1'), [('malformed_fields', None)]),
     'empty_conversations': (dict(id='r1', conversations=[]),
                             [('malformed_fields', None)]),
@@ -73,6 +82,24 @@ RULES = {
     'leading_gpt_dropped': (photo(gpt('Dropped.'), human('<image>\nHi?'),
                                   gpt('Hello.')), []),
     'good': (GOOD, []),
+    # Several images: one <image> each, in any human turn, several in one
+    # turn kept where they stand (LLaVA-NeXT-Interleave).
+    'several_in_one_turn': (photos(human('<image> or <image>?'),
+                                   gpt('The first.')), []),
+    'several_in_several_turns': (
+        photos(human('What is <image>?'), gpt('A cat.'), human('And <image>?'),
+               gpt('A dog.')), []),
+    'several_too_few': (photos(human('<image>\nHi?'), gpt('Hello.')),
+                        [('image_count_mismatch', None)]),
+    'several_too_many': (photos(human('<image> <image> <image>'),
+                                gpt('Three.')),
+                         [('image_count_mismatch', None)]),
+    'several_none': (photos(human('Hi?'), gpt('Hello.')),
+                     [('image_count_mismatch', None)]),
+    'several_in_an_answer': (photos(human('<image> or <image>?'),
+                                    gpt('<image>')),
+                             [('image_count_mismatch', 1)]),
+    'one_in_a_list': (dict(GOOD, image=['photo.jpg']), []),
 }
 
 
@@ -127,7 +154,7 @@ def test_malformed_fields_are_all_listed_and_stop_the_rest():
         ('malformed_fields', 1), ('malformed_fields', 2)]
     assert [p.message for p in problems][:2] == [
         '"id" must be a string or an integer, got float',
-        '"image" must be a path string']
+        '"image" must be a path string or a non-empty list of path strings']
     assert problems[2].message.startswith(
         'turn 1 must be {"from": "human"|"gpt", "value": str}, got ')
 
@@ -189,3 +216,23 @@ def test_checker_lists_them_all_naming_index_and_id():
 def test_broken_rule_names_the_sample():
     broken = BrokenRule('empty_answer', 'turn 1 is empty (gpt)', 7, 1)
     assert str(broken) == 'Sample 7: turn 1 is empty (gpt)'
+
+
+def test_several_images_count_where_rendering_places_them():
+    """A lone ``<image>`` of a turn moves to its front (so a nested tag
+    forms one more), several stay; the message names each turn's count."""
+    record = photos(human('What is <im<image>age>?'), gpt('A tag.'),
+                    human('<image> <image>'), gpt('Two.'), record_id='nest')
+    broken, = record_problems(record)
+    assert str(broken) == (
+        "Sample 'nest': the human turns hold 4 <image> where rendering "
+        'places them (turn 0: 2, turn 2: 2), the record has 2 images (one '
+        '<image> per image)')
+
+
+def test_plain_takes_one_image():
+    broken, = conversation_problems(
+        [human('<image>'), gpt('A caption.')], True, get_template('plain'),
+        num_images=2)
+    assert broken.code == 'template_mismatch'
+    assert 'image=True, 2 images' in str(broken)

@@ -1,13 +1,14 @@
-"""Chat with a LLaVA model about an image; answers stream as they are
-written.
+"""Chat with a LLaVA model about an image, or several; answers stream as
+they are written.
 
     python tools/chat.py CONFIG_OR_NAME CHECKPOINT --image PATH
-        [--device cuda|cpu] [--max-new-tokens N]
+        [--image PATH ...] [--device cuda|cpu] [--max-new-tokens N]
 
-Commands: ``/image PATH`` (a new image and a new conversation), ``/reset``
-(a new conversation about the same image), ``/quit`` (or end of input).
-Questions may also come from a pipe: ``echo "What is this?" | python
-tools/chat.py ...``.
+Every ``--image`` goes with the first question. Commands: ``/image PATH`` (a
+new image and a new conversation), ``/add PATH`` (one more image, which goes
+with the next question), ``/reset`` (a new conversation about the same
+images), ``/quit`` (or end of input). Questions may also come from a pipe:
+``echo "What is this?" | python tools/chat.py ...``.
 """
 import argparse
 import sys
@@ -23,16 +24,19 @@ from mmllava.utils.runner_args import add_unsafe_pickle_arg
 if TYPE_CHECKING:
     from mmllava.apis import ChatSession
 
-COMMANDS = '/image PATH, /reset, /quit'
+COMMANDS = '/image PATH, /add PATH, /reset, /quit'
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Chat with a LLaVA model about an image')
+        description='Chat with a LLaVA model about an image, or several')
     parser.add_argument('model', help='a name from list_models() or a config')
     parser.add_argument('checkpoint',
                         help='an mmllava checkpoint or a training work dir')
-    parser.add_argument('--image', required=True, help='the image to discuss')
+    parser.add_argument(
+        '--image', required=True, action='append',
+        help='the image to discuss; give it again for several images, '
+        'which all go with the first question')
     parser.add_argument('--device', help='defaults to cuda when available')
     parser.add_argument('--max-new-tokens', type=int,
                         help="longest answer (default: the config's)")
@@ -104,7 +108,7 @@ def check_image(path: str) -> bool:
 
 def main() -> None:
     args = parse_args()
-    if not check_image(args.image):
+    if not all(check_image(path) for path in args.image):
         sys.exit(1)
     # Seconds to import (torch, transformers): only once parsed.
     from mmllava.apis import ChatSession, get_model
@@ -117,23 +121,31 @@ def main() -> None:
         else dict(max_new_tokens=args.max_new_tokens)
     session = ChatSession(model, args.image)
     interactive = sys.stdin.isatty()
-    print(f'Chatting about {args.image}. Commands: {COMMANDS}.')
+    print(f'Chatting about {", ".join(args.image)}. Commands: {COMMANDS}.')
     while (line := read_question(interactive)) is not None:
         command = line.split()[0] if line else ''
         if command == '/quit':
             break
         if command == '/reset':
-            session.reset(session.image)
+            session.reset(session.images)
             print('New conversation.')
-        elif command == '/image':
-            path = line[len('/image'):].strip()
-            if check_image(path):
+        elif command in ('/image', '/add'):
+            path = line[len(command):].strip()
+            if not check_image(path):
+                continue
+            if command == '/image':
                 session.reset(path)
                 print(f'New conversation about {path}.')
+            else:
+                session.add_image(path)
+                print(f'Added {path}; it goes with the next question.')
         elif command.startswith('/'):
             print(f'Unknown command {command}; commands: {COMMANDS}.')
         elif line:
-            stream_answer(session, line, **kwargs)
+            try:
+                stream_answer(session, line, **kwargs)
+            except ValueError as error:  # e.g. <image> and images disagree
+                print(f'Not asked: {error}')
 
 
 if __name__ == '__main__':

@@ -1,12 +1,12 @@
-"""Multi-turn chat about an image, with the answer streamed as it is
-written."""
-from typing import Callable, Optional, Union
+"""Multi-turn chat about an image, or several, with the answer streamed as
+it is written."""
+from typing import Callable, Union
 
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from mmllava.apis.generation import ImageInput, generate
-from mmllava.constants import IMAGE_PLACEHOLDER
+from mmllava.apis.generation import (ImageInput, SampleImages, generate,
+                                     with_placeholders)
 from mmllava.templates import cut_at_stop
 
 
@@ -70,17 +70,25 @@ class AnswerStreamer(BaseStreamer):
 
 
 class ChatSession:
-    """A conversation with a model about one image (or none).
+    """A conversation with a model about an image, several, or none.
 
-    The image goes with the first question; every answer joins the history,
-    so later questions are answered in its context.
+    The images go with the first question; every answer joins the history,
+    so later questions are answered in its context. An image added later
+    (:meth:`add_image`) goes with the next question (LLaVA-NeXT-Interleave's
+    multi-turn, several-image chats).
+
+    A question about new images places them with its own ``<image>``, one
+    per new image in their order (``'Is <image> brighter than <image>?'``);
+    one without ``<image>`` gets one ``<image>\\n`` per new image before it.
 
     Args:
         model (LLaVA): Built by :func:`get_model`.
-        image (str | PathLike | PIL.Image | np.ndarray, optional): The image
-            to talk about.
+        image (str | PathLike | PIL.Image | np.ndarray | list, optional):
+            The image to talk about, or a list of images.
 
     Attributes:
+        images (list): The conversation's images, in the order of their
+            ``<image>``.
         history (list[dict]): The turns so far in LLaVA's format
             (``{'from': 'human'|'gpt', 'value': str}``).
 
@@ -89,16 +97,28 @@ class ChatSession:
         >>> session.ask('What is in the image?',
         ...             streamer=lambda text: print(text, end=''))
         >>> session.ask('What colour is it?')
+        >>> session.add_image('data/demo/images/eval_00001.png')
+        >>> session.ask('And in this one?')
     """
 
-    def __init__(self, model, image: Optional[ImageInput] = None) -> None:
+    def __init__(self, model, image: SampleImages = None) -> None:
         self.model = model
         self.reset(image)
 
-    def reset(self, image: Optional[ImageInput] = None) -> None:
-        """Start a new conversation, about ``image``."""
-        self.image = image
+    def reset(self, image: SampleImages = None) -> None:
+        """Start a new conversation, about ``image`` (one, a list, or
+        none)."""
+        self.images: list = [] if image is None else \
+            list(image) if isinstance(image, (list, tuple)) else [image]
         self.history: list[dict] = []
+        #: How many of ``images`` the next question brings in.
+        self._new_images = len(self.images)
+
+    def add_image(self, image: ImageInput) -> None:
+        """Add an image to the conversation; its ``<image>`` goes with the
+        next question."""
+        self.images.append(image)
+        self._new_images += 1
 
     def ask(self, question: str,
             streamer: Union[Callable[[str], None], BaseStreamer, None] = None,
@@ -117,10 +137,16 @@ class ChatSession:
             str: The answer, whose ``.cut`` says whether it reached the token
             budget before its end (:class:`~mmllava.models.generated_text.
             GeneratedText`). An empty answer is not kept in the history (an
-            empty turn cannot be rendered), and neither is its question.
+            empty turn cannot be rendered), and neither is its question,
+            whose new images then go with the next question.
+
+        Raises:
+            ValueError: The question brings new images and holds
+                ``<image>``, but not one per new image.
         """
-        if not self.history and self.image is not None:
-            question = f'{IMAGE_PLACEHOLDER}\n{question}'
+        if self._new_images:
+            question = with_placeholders(question, self._new_images,
+                                         'The question')
         turn = {'from': 'human', 'value': question}
         if streamer is not None and not isinstance(streamer, BaseStreamer):
             streamer = AnswerStreamer(self.model.tokenizer,
@@ -129,8 +155,10 @@ class ChatSession:
             generation_kwargs['streamer'] = streamer
         # A cut answer says so through ``.cut``; the caller shows it (a log
         # line would land in the middle of a streamed answer).
-        answer, = generate(self.model, [self.history + [turn]], [self.image],
-                           warn_when_cut=False, **generation_kwargs)
+        answer, = generate(self.model, [self.history + [turn]],
+                           [self.images or None], warn_when_cut=False,
+                           **generation_kwargs)
         if answer:
             self.history += [turn, {'from': 'gpt', 'value': answer}]
+            self._new_images = 0
         return answer

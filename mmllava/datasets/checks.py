@@ -23,7 +23,8 @@ from PIL import Image, UnidentifiedImageError
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import tokenize_conversation
-from mmllava.templates.rules import record_problems
+from mmllava.templates.rules import (is_image_field, record_images,
+                                     record_problems)
 from mmllava.datasets.records import read_records
 from mmllava.datasets.transforms.tokenize import truncate_to_length
 from mmllava.templates import ChatTemplate
@@ -309,7 +310,7 @@ def check_length(record: dict, index: int, tokenizer,
     try:
         input_ids, labels = tokenize_conversation(
             record['conversations'], template, tokenizer, 'image' in record,
-            record_id)
+            record_id, num_images=record_images(record))
     except ValueError as error:
         message = str(error).split(': ', 1)[-1]
         return [Problem('template_mismatch', message, index, record_id)]
@@ -464,11 +465,15 @@ def check_records(records: Sequence[object],
             image_paths, futures = {}, {}
             for index in chunk:
                 record = records[index]
-                if isinstance(record, dict) and \
-                        isinstance(record.get('image'), str):
-                    path, refused = image_path(record['image'], image_folder,
-                                               allow_outside_paths)
-                    image_paths[index] = (path, refused)
+                if not isinstance(record, dict) or \
+                        not is_image_field(record.get('image')):
+                    continue
+                image = record['image']
+                image_paths[index] = [
+                    image_path(name, image_folder, allow_outside_paths)
+                    for name in (image if isinstance(image, list)
+                                 else [image])]
+                for path, refused in image_paths[index]:
                     if check_images and refused is None and \
                             path not in image_results and path not in futures:
                         futures[path] = pool.submit(check_image, path,
@@ -482,9 +487,8 @@ def check_records(records: Sequence[object],
                 image_results[path] = future.result()
             for index in chunk:
                 problems += text_problems[index]
-                if index in image_paths:
+                for path, refused in image_paths.get(index, ()):
                     record_id = records[index].get('id')
-                    path, refused = image_paths[index]
                     if refused is not None:
                         problems.append(Problem('path_outside_folder',
                                                 refused, index, record_id))

@@ -2,7 +2,7 @@
 import logging
 import os.path as osp
 from collections import Counter
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
@@ -16,8 +16,10 @@ from mmllava.registry import DATASETS, TRANSFORMS
 class LLaVADataset(BaseDataset):
     """Conversations in the LLaVA json format.
 
-    Each record: ``id``, optional ``image`` (relative to ``image_folder``),
-    ``conversations`` ``[{"from": "human"|"gpt", "value": str}, ...]``, as in
+    Each record: ``id``, optional ``image`` (relative to ``image_folder``;
+    a list of paths for several images, one ``<image>`` each, as in
+    LLaVA-NeXT-Interleave's data), ``conversations`` ``[{"from":
+    "human"|"gpt", "value": str}, ...]``, as in
     ``blip_laion_cc_sbu_558k.json`` and ``llava_v1_5_mix665k.json``.
 
     Loading parses and checks the records but tokenizes nothing; tokenizing
@@ -132,13 +134,20 @@ class LLaVADataset(BaseDataset):
             data_list.append(
                 dict(
                     sample_id=record.get('id', index),
-                    img_path=osp.join(self.image_folder, record['image'])
+                    img_path=self._image_paths(record['image'])
                     if has_image else None,
                     conversations=record['conversations'],
                     modality_length=words if has_image else -words,
                     **{key: record[key] for key in self.extra_keys
                        if key in record}))
         return data_list
+
+    def _image_paths(self, image: Union[str, list[str]]
+                     ) -> Union[str, list[str]]:
+        """A record's image path, or its list of paths, in the folder."""
+        if isinstance(image, list):
+            return [osp.join(self.image_folder, path) for path in image]
+        return osp.join(self.image_folder, image)
 
     def _check_command(self) -> str:
         return (f'python tools/data/check_dataset.py {self.ann_file} '

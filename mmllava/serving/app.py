@@ -84,8 +84,8 @@ class ServerSettings:
             their images at once (each holds decoded pixels); the others
             wait their turn. Defaults to 2.
         max_n (int): Most choices (``n``) of one request. Defaults to 8.
-        max_images (int): Most images in one conversation (one per user
-            message). Defaults to 4.
+        max_images (int): Most images in one conversation. Defaults to
+            4.
         body_timeout_s (float): Most seconds to receive a request body;
             slower bodies get 408. Defaults to 30.
         allowed_hosts (tuple[str], optional): ``Host`` header values the

@@ -1,5 +1,5 @@
 """OpenAI chat messages -> LLaVA turns (``{'from': 'human'|'gpt', 'value'}``)
-with ``<image>`` where the image part was, and the image's URL."""
+with ``<image>`` where each image part was, and the images' URLs."""
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -19,8 +19,7 @@ class Conversation:
         turns (list[dict]): Alternating human and gpt turns, ending with a
             human turn.
         image_urls (list[str]): The URLs of the conversation's images, in
-            order (one at most per message: the template puts a message's
-            image first).
+            order.
         image_params (list[str]): Where each image was in the request
             (named in errors about it).
         system (str, optional): The system and developer messages, joined
@@ -36,11 +35,11 @@ class Conversation:
 
 def message_text(message: Message, param: str, conversation: Conversation,
                  max_images: int) -> str:
-    """A message's parts joined by newlines, ``<image>`` for the image."""
+    """A message's parts joined by newlines, ``<image>`` for each image."""
     if isinstance(message.content, str):
         parts = [message.content]
     else:
-        parts, message_image = [], None
+        parts = []
         for index, part in enumerate(message.content):
             part_param = f'{param}.content[{index}]'
             if not isinstance(part, ImagePart):
@@ -50,21 +49,13 @@ def message_text(message: Message, param: str, conversation: Conversation,
                 raise APIError(400, f'{part_param}: only user messages may '
                                'hold images.', param=part_param,
                                code='invalid_value')
-            if message_image is not None:
-                raise APIError(
-                    400, f'{part_param}: one image per message (the chat '
-                    'template puts it first in its message); this message '
-                    f'has one at {message_image}. Send the next image in a '
-                    'later message.', param=part_param,
-                    code='too_many_images')
             if len(conversation.image_urls) >= max_images:
                 raise APIError(
                     400, f'{part_param}: this server takes at most '
                     f'{max_images} image(s) per conversation.',
                     param=part_param, code='too_many_images')
-            message_image = f'{part_param}.image_url.url'
             conversation.image_urls.append(part.image_url.url)
-            conversation.image_params.append(message_image)
+            conversation.image_params.append(f'{part_param}.image_url.url')
             parts.append(IMAGE_PLACEHOLDER)
     for text in parts:
         # Literal placeholders in text would count as images.
@@ -87,7 +78,10 @@ def to_conversation(messages: list[Message],
     System (and developer, their newer name) messages come first; their
     text replaces the template's system prompt. User and assistant
     messages then alternate, starting and ending with a user message.
-    User messages may hold an image each, ``max_images`` in all.
+    User messages may hold images, ``max_images`` in all; the template
+    places them as in training (a conversation with several keeps a
+    message's several ``<image>`` where their parts were, see
+    :func:`~mmllava.templates.placeholders.place_images`).
 
     Raises:
         APIError: 400, naming the message at fault.

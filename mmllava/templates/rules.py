@@ -11,6 +11,7 @@ from typing import Iterator, Optional, Sequence
 
 from mmllava.constants import IMAGE_PLACEHOLDER
 from mmllava.templates.base import GPT, HUMAN, ChatTemplate
+from mmllava.templates.placeholders import place_images
 
 @dataclass(frozen=True)
 class BrokenRule:
@@ -104,7 +105,8 @@ def conversation_problems(conversations: Sequence[dict],
                           template: Optional[ChatTemplate] = None,
                           add_generation_prompt: bool = False,
                           sample_id: object = None,
-                          record_rules: bool = False
+                          record_rules: bool = False,
+                          num_images: int = 1
                           ) -> Iterator[BrokenRule]:
     """Every rule a conversation breaks, turn by turn, then those of the
     conversation as a whole.
@@ -127,10 +129,15 @@ def conversation_problems(conversations: Sequence[dict],
         record_rules (bool): Also the rules of a record of a data file,
             which rendering alone does not need: at least one turn and one
             answer to learn, no blank message, no last question without its
-            answer, and with an image exactly one human turn holding
+            answer, and with one image exactly one human turn holding
             ``<image>``, once ``<image>`` only after the official
             preprocessing (which removes every ``<image>`` of a turn and puts
-            one in front). Defaults to False.
+            one in front); with several images, one ``<image>`` per image
+            in the human turns, counted where rendering places them
+            (:func:`~mmllava.templates.placeholders.place_images`).
+            Defaults to False.
+        num_images (int): How many images the record has, when it has any.
+            Defaults to 1.
 
     Returns:
         Iterator[BrokenRule]: The broken rules, in the order of the turns
@@ -144,6 +151,8 @@ def conversation_problems(conversations: Sequence[dict],
     first = len(conversations) - len(turns)
     in_order = True
     with_placeholder = []
+    # Several images: the placeholders each human turn renders, by turn.
+    placed = {}
     for position, turn in enumerate(turns, first):
         role, value = turn['from'], turn['value']
         expected = HUMAN if (position - first) % 2 == 0 else GPT
@@ -163,6 +172,9 @@ def conversation_problems(conversations: Sequence[dict],
             yield BrokenRule('image_count_mismatch', f'turn {position} holds '
                              f'{IMAGE_PLACEHOLDER} in an answer', sample_id,
                              position)
+        elif count and record_rules and num_images > 1:
+            placed[position] = place_images(value, num_images).count(
+                IMAGE_PLACEHOLDER)
         elif count and record_rules:
             with_placeholder.append(position)
             yield from _placeholder_problems(value, count, position,
@@ -171,7 +183,18 @@ def conversation_problems(conversations: Sequence[dict],
         yield BrokenRule('unpaired_turn', f'turn {len(conversations) - 1} '
                          '(human) has no answer after it', sample_id,
                          len(conversations) - 1)
-    if record_rules and has_image and len(with_placeholder) != 1:
+    if record_rules and has_image and num_images > 1 and \
+            sum(placed.values()) != num_images:
+        where = ', '.join(f'turn {position}: {count}'
+                          for position, count in placed.items())
+        yield BrokenRule(
+            'image_count_mismatch', f'the human turns hold '
+            f'{sum(placed.values())} {IMAGE_PLACEHOLDER} where rendering '
+            f'places them{f" ({where})" if where else ""}, the record has '
+            f'{num_images} images (one {IMAGE_PLACEHOLDER} per image)',
+            sample_id)
+    elif record_rules and has_image and num_images == 1 and \
+            len(with_placeholder) != 1:
         where = f' (turns {with_placeholder})' if with_placeholder else ''
         yield BrokenRule(
             'image_count_mismatch', f'{len(with_placeholder)} human turns '
@@ -179,23 +202,42 @@ def conversation_problems(conversations: Sequence[dict],
             sample_id)
     if template is not None and template.single_turn_with_image:
         num_turns = 1 if add_generation_prompt else 2
-        if not has_image or len(turns) != num_turns or \
+        if not has_image or num_images != 1 or len(turns) != num_turns or \
                 IMAGE_PLACEHOLDER not in turns[0]['value']:
+            images = f', {num_images} images' if has_image and \
+                num_images != 1 else ''
             yield BrokenRule(
                 'template_mismatch', f'template {template.name!r} needs one '
                 f'image and a human turn with {IMAGE_PLACEHOLDER}, then one '
-                f'answer (got {len(turns)} turns, image={has_image})',
-                sample_id)
+                f'answer (got {len(turns)} turns, image={has_image}'
+                f'{images})', sample_id)
+
+
+def is_image_field(image: object) -> bool:
+    """Whether a record's ``image`` is a path string or a non-empty list of
+    them (several images, in the order of their ``<image>``)."""
+    if isinstance(image, list):
+        return bool(image) and all(isinstance(path, str) for path in image)
+    return isinstance(image, str)
+
+
+def record_images(record: dict) -> int:
+    """How many images a well-formed record has: 0, 1 for an ``image``
+    path, the length of an ``image`` list."""
+    image = record.get('image')
+    if image is None:
+        return 0
+    return len(image) if isinstance(image, list) else 1
 
 
 def record_problems(record: object,
                     template: Optional[ChatTemplate] = None
                     ) -> Iterator[BrokenRule]:
     """Every rule a record of a LLaVA data file breaks: its fields (an
-    object; ``id`` a string or an integer, ``image`` a path string, if
-    given), then :func:`conversation_problems` of its ``conversations``
-    with the record rules. A record with malformed fields or turns is not
-    checked further.
+    object; ``id`` a string or an integer, ``image`` a path string or a
+    non-empty list of them, if given), then :func:`conversation_problems`
+    of its ``conversations`` with the record rules. A record with malformed
+    fields or turns is not checked further.
 
     Args:
         record (object): One record as read from the file.
@@ -215,9 +257,10 @@ def record_problems(record: object,
         malformed.append(BrokenRule(
             'malformed_fields', '"id" must be a string or an integer, got '
             f'{type(sample_id).__name__}', sample_id))
-    if 'image' in record and not isinstance(record['image'], str):
+    if 'image' in record and not is_image_field(record['image']):
         malformed.append(BrokenRule(
-            'malformed_fields', '"image" must be a path string', sample_id))
+            'malformed_fields', '"image" must be a path string or a '
+            'non-empty list of path strings', sample_id))
     conversations = record.get('conversations')
     malformed += _malformed_turns(conversations, sample_id,
                                   record_rules=True)
@@ -226,4 +269,5 @@ def record_problems(record: object,
         return
     yield from conversation_problems(conversations, 'image' in record,
                                      template, sample_id=sample_id,
-                                     record_rules=True)
+                                     record_rules=True,
+                                     num_images=record_images(record))

@@ -1,29 +1,18 @@
 """The turns a template renders: which records it takes (the rules of
-:mod:`mmllava.templates.rules`), and where the image placeholder goes."""
+:mod:`mmllava.templates.rules`; where the image placeholders go is
+:mod:`mmllava.templates.placeholders`)."""
 from typing import Sequence
 
-from mmllava.constants import IMAGE_PLACEHOLDER
 from mmllava.templates.rules import conversation_problems, rendered_turns
 from mmllava.templates.base import ChatTemplate
-
-
-def move_image_to_front(message: str) -> str:
-    """Put a message's image placeholder first, as ``<image>\\n``.
-
-    This is the official ``preprocess_multimodal``: every ``<image>`` is
-    removed from the message and one is placed at its front.
-    """
-    if IMAGE_PLACEHOLDER not in message:
-        return message
-    text = message.replace(IMAGE_PLACEHOLDER, '').strip()
-    return (IMAGE_PLACEHOLDER + '\n' + text).strip()
 
 
 def checked_turns(conversations: Sequence[dict],
                   template: ChatTemplate,
                   has_image: bool,
                   add_generation_prompt: bool = False,
-                  sample_id: object = None) -> list[dict]:
+                  sample_id: object = None,
+                  num_images: int = 1) -> list[dict]:
     """The turns a template renders, checked by
     :func:`~mmllava.templates.rules.conversation_problems`: each turn
     ``{"from": "human"|"gpt", "value": str}``, a leading assistant turn
@@ -39,6 +28,9 @@ def checked_turns(conversations: Sequence[dict],
         add_generation_prompt (bool): Whether the turns end with the
             question to answer. Defaults to False.
         sample_id: Named in errors.
+        num_images (int): How many images the record has, when it has any
+            (a template that takes one image, ``plain``, refuses several).
+            Defaults to 1.
 
     Returns:
         list[dict]: The turns to render.
@@ -47,7 +39,8 @@ def checked_turns(conversations: Sequence[dict],
         ValueError: The first broken rule, naming the sample and the turn.
     """
     broken = next(conversation_problems(conversations, has_image, template,
-                                        add_generation_prompt, sample_id),
+                                        add_generation_prompt, sample_id,
+                                        num_images=num_images),
                   None)
     if broken is not None:
         raise ValueError(f'{broken}.')

@@ -71,7 +71,7 @@ def test_reset_starts_a_new_conversation(vqa_model, monkeypatch):
     session = ChatSession(vqa_model, 'astronaut.png')
     session.ask('What is in the image?')
     session.reset('rocket.png')
-    assert session.history == [] and session.image == 'rocket.png'
+    assert session.history == [] and session.images == ['rocket.png']
     assert session.ask('What is this?') == ChatSession(
         vqa_model, 'rocket.png').ask('What is this?')
     session.reset()
@@ -79,6 +79,49 @@ def test_reset_starts_a_new_conversation(vqa_model, monkeypatch):
     session.ask('Hello?')
     assert IMAGE_TOKEN_INDEX not in prompts[0]
     assert session.history[0] == {'from': 'human', 'value': 'Hello?'}
+
+
+def test_several_images_go_with_the_first_question(vqa_model, monkeypatch):
+    prompts = record_prompts(vqa_model, monkeypatch)
+    session = ChatSession(vqa_model, ['astronaut.png', 'coffee.png'])
+    first = session.ask('What differs?')
+    session.ask('Which is brighter?')
+    assert session.history[0] == {
+        'from': 'human', 'value': '<image>\n<image>\nWhat differs?'}
+    assert session.history[2] == {'from': 'human',
+                                  'value': 'Which is brighter?'}
+    assert [prompt.count(IMAGE_TOKEN_INDEX) for prompt in prompts] == [2, 2]
+    # Placeholders in the question place the images.
+    placed = ChatSession(vqa_model, ('astronaut.png', 'coffee.png'))
+    placed.ask('Is <image> larger than <image>?')
+    assert placed.history[0]['value'] == 'Is <image> larger than <image>?'
+    with pytest.raises(ValueError, match='The question holds 1 <image> for '
+                       '2 images'):
+        ChatSession(vqa_model, ['astronaut.png', 'coffee.png']).ask(
+            'What is <image>?')
+    session.reset(session.images)
+    assert session.ask('What differs?') == first
+
+
+def test_an_added_image_goes_with_the_next_question(vqa_model, monkeypatch):
+    prompts = record_prompts(vqa_model, monkeypatch)
+    session = ChatSession(vqa_model, 'astronaut.png')
+    session.ask('What is this?')
+    session.add_image('coffee.png')
+    session.ask('And this one?')
+    assert session.images == ['astronaut.png', 'coffee.png']
+    assert [turn['value'] for turn in session.history[::2]] == [
+        '<image>\nWhat is this?', '<image>\nAnd this one?']
+    assert [prompt.count(IMAGE_TOKEN_INDEX) for prompt in prompts] == [1, 2]
+    # The first turn's prompt is unchanged by the second image.
+    assert prompts[1][:len(prompts[0])] == prompts[0]
+    # A conversation without an image may add one.
+    text_first = ChatSession(vqa_model)
+    text_first.ask('Hello?')
+    text_first.add_image('chelsea.png')
+    text_first.ask('What is in it?')
+    assert prompts[2].count(IMAGE_TOKEN_INDEX) == 0
+    assert prompts[3].count(IMAGE_TOKEN_INDEX) == 1
 
 
 def test_an_empty_answer_is_not_kept(vqa_model, monkeypatch):

@@ -9,6 +9,7 @@ from skimage import data as photos
 from mmllava.apis import inference_model
 from mmllava.apis.generation import build_test_pipeline
 from mmllava.apis.inference import build_prompts
+from mmllava.constants import IMAGE_TOKEN_INDEX
 
 pytestmark = pytest.mark.usefixtures('one_thread', 'in_workspace')
 
@@ -85,6 +86,49 @@ def test_a_batch_answers_as_each_image_alone(vqa_model):
         inference_model(vqa_model, image, QUESTION) for image in images[:2]]
 
 
+def test_several_images_per_sample(vqa_model, monkeypatch):
+    """A list inside the batch is one sample's images; a tuple is one
+    sample alone. Placeholders in the prompt place the images, one per
+    image; without any, each image goes first on a line of its own."""
+    seen = []
+    original = vqa_model.generate_answers
+
+    def spy(input_ids, attention_mask, *args, **kwargs):
+        seen.append([ids[mask.bool()].tolist()
+                     for ids, mask in zip(input_ids, attention_mask)])
+        return original(input_ids, attention_mask, *args, **kwargs)
+
+    monkeypatch.setattr(vqa_model, 'generate_answers', spy)
+    pair = ['astronaut.png', photos.coffee()]
+    question = 'Is <image> brighter than <image>?'
+    batched = inference_model(vqa_model, [pair, 'chelsea.png'],
+                              [question, QUESTION])
+    alone = inference_model(vqa_model, tuple(pair), question)
+    assert batched[0] == alone
+    assert batched[1] == inference_model(vqa_model, 'chelsea.png', QUESTION)
+    assert [ids.count(IMAGE_TOKEN_INDEX) for ids in seen[0]] == [2, 1]
+    suffix = vqa_model.cfg.inference.prompt_suffix
+    pipeline = build_test_pipeline(vqa_model)
+
+    def prompt_ids(value):
+        return pipeline(dict(
+            img_path=['astronaut.png', 'coffee.png'],
+            conversations=[{'from': 'human', 'value': value}])
+        )['inputs']['input_ids'].tolist()
+
+    assert seen[1][0] == prompt_ids(question + suffix)
+    inference_model(vqa_model, tuple(pair), QUESTION)
+    assert seen[-1][0] == prompt_ids(f'<image>\n<image>\n{QUESTION}{suffix}')
+
+
+def test_several_images_need_as_many_placeholders(vqa_model):
+    with pytest.raises(ValueError, match=r'Prompt 1 holds 1 <image> for 2 '
+                       'images'):
+        inference_model(vqa_model, ['astronaut.png', ('astronaut.png',
+                                                      'coffee.png')],
+                        [QUESTION, 'What is <image>?'])
+
+
 def test_generation_kwargs_override_the_config(vqa_model, monkeypatch):
     seen = []
     original = vqa_model.llm.generate
@@ -102,7 +146,7 @@ def test_generation_kwargs_override_the_config(vqa_model, monkeypatch):
 
 
 def test_prompt_and_image_counts_must_agree(vqa_model):
-    with pytest.raises(ValueError, match='2 prompts given for 3 images'):
+    with pytest.raises(ValueError, match='2 prompts given for 3 samples'):
         inference_model(vqa_model, ['a.png', 'b.png', 'c.png'], ['q', 'q'])
     with pytest.raises(ValueError, match='list of prompts needs a list'):
         inference_model(vqa_model, 'astronaut.png', ['q', 'q'])

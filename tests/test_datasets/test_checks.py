@@ -16,7 +16,7 @@ from mmllava.datasets.checks import (FILE_FAULT_HINTS, REASONS, WARNINGS,
                                      Problem, Report, check_data_file,
                                      check_image, load_records)
 from mmllava.templates import get_template
-from mmllava.templates.turns import move_image_to_front
+from mmllava.templates.placeholders import move_image_to_front
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -104,7 +104,7 @@ RECORDS = {
     'no_conversations': (dict(image='photo.jpg'), ['malformed_fields']),
     'bad_turn': (dict(conversations=[{'from': 'human', 'value': 3}]),
                  ['malformed_fields']),
-    'image_not_str': (dict(image=['photo.jpg'], conversations=turns()),
+    'image_not_str': (dict(image=[], conversations=turns()),
                       ['malformed_fields']),
     'no_answer': (dict(conversations=[{'from': 'human', 'value': 'Hi?'}]),
                   ['malformed_fields']),
@@ -140,6 +140,22 @@ RECORDS = {
     'truncated_to_nothing': (dict(image='photo.jpg', conversations=turns(
         '<image>\n' + LONG)), ['truncated_to_nothing']),
     'good_jpg_again': (dict(image='photo.jpg', conversations=turns()), []),
+    # Several images (LLaVA-NeXT-Interleave): each path and file checked.
+    'good_two_images': (dict(image=['photo.jpg', 'cmyk.jpg'],
+                             conversations=turns('<image> or <image>?')), []),
+    'two_images_one_missing': (dict(image=['photo.jpg', 'nowhere.jpg'],
+                                    conversations=turns('<image> <image>')),
+                               ['missing_file']),
+    'two_images_one_outside': (dict(image=['../photo.jpg', 'photo.png'],
+                                    conversations=turns('<image> <image>')),
+                               ['path_outside_folder']),
+    'two_images_one_placeholder': (dict(image=['photo.jpg', 'photo.png'],
+                                        conversations=turns()),
+                                   ['image_count_mismatch']),
+    'two_images_over_max_length': (dict(
+        image=['photo.jpg', 'photo.png'],
+        conversations=turns('<image> <image>', ' '.join(['word'] * 64))),
+        ['over_max_length']),
 }
 MAX_LENGTH, NUM_IMAGE_TOKENS = 128, 16
 
@@ -213,6 +229,9 @@ def test_messages_say_what_and_by_how_much(report):
     assert str(by_id['missing']).startswith("record 14 (id='missing'): "
                                             'missing_file: ')
     assert 'allow-outside-paths' in by_id['dotdot'].message
+    # Both images count: with one, the record would fit.
+    assert by_id['two_images_over_max_length'].message.startswith(
+        '136 tokens (an image counted as 16), 8 over max_length 128')
 
 
 def test_outside_paths_allowed(workspace):

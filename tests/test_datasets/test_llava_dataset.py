@@ -294,8 +294,8 @@ GOOD = STAGE1_RECORDS[0]
     # learn, and the sample would get no supervised token.
     (dict(id='lead', conversations=[gpt('Hello!'), human('Anyone?')]),
      ['record 1', "id='lead'", '"gpt"']),
-    (dict(id='img', image=['a.jpg'], conversations=[human('<image>'),
-                                                    gpt('A cat')]),
+    (dict(id='img', image=['a.jpg', 3], conversations=[human('<image>'),
+                                                       gpt('A cat')]),
      ['record 1', "id='img'", '"image"']),
 ])
 @pytest.mark.parametrize('writer', [write_json, write_jsonl])
@@ -423,6 +423,56 @@ def test_dataloader_and_data_preprocessor_batch(tmp_path, image_folder,
             for record in MIX665K_RECORDS[batch_index * 3:][:len(items)]]
     # The batch mixes image and text-only samples.
     assert batches[0]['num_images'] == [1, 0, 1]
+
+
+#: LLaVA-NeXT-Interleave's record format: a list of images, one <image>
+#: each, anywhere in the human turns.
+SEVERAL_IMAGE_RECORDS = [
+    dict(id='pair-1', image=['00453/004539375.jpg', 'gqa/images/2354786.jpg'],
+         conversations=[
+             human('Image 1: <image>\nImage 2: <image>\nWhat differs?'),
+             gpt('A cup of coffee, then a cat.')]),
+    dict(id='later-2', image=['ocr_vqa/images/0553213993.png',
+                              '00159/001596286.png'],
+         conversations=[human('Who is this? <image>'), gpt('A man.'),
+                        human('And this: <image>'), gpt('A rocket.')]),
+]
+
+
+def test_several_images_per_record_through_the_pipeline(
+        tmp_path, image_folder, tokenizer_cfg):
+    """Each image padded and processed on its own, in placeholder order;
+    the batch counts each sample's images."""
+    records = SEVERAL_IMAGE_RECORDS + [MIX665K_RECORDS[0]]
+    dataset = build(write_json(tmp_path / 'd.json', records), image_folder,
+                    pipeline(tokenizer_cfg, 'vicuna_v1'))
+    assert dataset.get_data_info(0)['img_path'] == [
+        str(image_folder / path) for path in records[0]['image']]
+    assert dataset.modality_lengths[0] > 0
+    with DefaultScope.overwrite_default_scope('mmllava'):
+        preprocessor = MODELS.build(dict(type='LLaVADataPreprocessor'))
+    batch = preprocessor(pseudo_collate([dataset[i] for i in range(3)]))
+    assert batch['num_images'] == [2, 2, 1]
+    assert [int((ids == IMAGE_TOKEN_INDEX).sum())
+            for ids in batch['input_ids']] == [2, 2, 1]
+    paths = [path for record in records for path in (
+        record['image'] if isinstance(record['image'], list)
+        else [record['image']])]
+    torch.testing.assert_close(
+        batch['pixel_values'],
+        torch.cat([official_pixel_values(str(image_folder / path))
+                   for path in paths]), rtol=0, atol=0)
+
+
+def test_several_images_and_placeholders_that_differ_name_the_record(
+        tmp_path, image_folder):
+    record = dict(SEVERAL_IMAGE_RECORDS[0], id='short-3',
+                  image=SEVERAL_IMAGE_RECORDS[0]['image'] * 2)
+    with pytest.raises(ValueError) as info:
+        build(write_json(tmp_path / 'd.json', [record]), image_folder)
+    assert "record 0 (id='short-3'): image_count_mismatch: the human turns " \
+        'hold 2 <image> where rendering places them (turn 0: 2), the ' \
+        'record has 4 images' in str(info.value)
 
 
 def test_text_only_batch_has_no_pixel_values(tmp_path, tokenizer_cfg):

@@ -21,6 +21,7 @@ from mmllava.conversation import build_generation_prompt, tokenize_conversation
 from mmllava.datasets.transforms import (BlankImage, LoadImage,
                                          PackLLaVAInputs, PadToSquare,
                                          ProcessImage, TokenizeConversation)
+from mmllava.datasets.transforms.tokenize import AnyResTokenCount
 from mmllava.templates import get_template
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -124,6 +125,30 @@ def test_load_image_takes_in_memory_images_over_the_path(tmp_path):
 def test_load_image_rejects_bad_in_memory_images(image, error):
     with pytest.raises((TypeError, ValueError), match=error):
         LoadImage()(dict(img=image))
+
+
+def test_load_image_reads_a_list_of_paths_in_order(image_files):
+    names = ['rgb.jpg', 'gray_wide.png', 'rgb.jpg']
+    images = LoadImage()(dict(img_path=[str(image_files[name])
+                                        for name in names]))['images']
+    assert [image.mode for image in images] == ['RGB'] * 3
+    for name, image in zip(names, images):
+        with Image.open(image_files[name]) as source:
+            np.testing.assert_array_equal(np.asarray(image),
+                                          np.asarray(source.convert('RGB')))
+    # In memory, a path may stand beside arrays.
+    mixed = LoadImage()(dict(img=[photos.astronaut(),
+                                  str(image_files['rgb.jpg'])]))['images']
+    np.testing.assert_array_equal(np.asarray(mixed[0]), photos.astronaut())
+    np.testing.assert_array_equal(np.asarray(mixed[1]), np.asarray(images[0]))
+
+
+def test_load_image_names_the_file_of_a_list_that_fails(image_files,
+                                                         tmp_path):
+    paths = [str(image_files['rgb.jpg']), str(tmp_path / 'missing.jpg')]
+    with pytest.raises(OSError, match="Sample 'two': cannot read image "
+                       f'{paths[1]}'):
+        LoadImage()(dict(img_path=paths, sample_id='two'))
 
 
 def test_load_image_text_only_gives_no_images():
@@ -305,12 +330,14 @@ def official_pixels(path, processor_kwargs):
     dict(size=dict(shortest_edge=32), crop_size=dict(height=32, width=32),
          image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25]),
 ], ids=['clip_224', 'small_custom_mean'])
-def test_image_path_is_bitwise_the_official_one(processor_kwargs,
+@pytest.mark.parametrize('padded_by', ['PadToSquare', 'ProcessImage'])
+def test_image_path_is_bitwise_the_official_one(processor_kwargs, padded_by,
                                                 photo_files):
     mean = transformers.CLIPImageProcessorPil(**processor_kwargs).image_mean
-    pipeline = [LoadImage(), PadToSquare(mean=mean),
-                ProcessImage(dict(type='CLIPImageProcessor',
-                                  **processor_kwargs))]
+    processor = dict(type='CLIPImageProcessor', **processor_kwargs)
+    pipeline = [LoadImage(), PadToSquare(mean=mean), ProcessImage(processor)] \
+        if padded_by == 'PadToSquare' else \
+        [LoadImage(), ProcessImage(processor, pad_to_square=mean)]
     for path in photo_files:
         results = dict(img_path=str(path), sample_id=path.name)
         for step in pipeline:
@@ -567,6 +594,120 @@ def test_truncation_and_drops_are_logged_with_running_counts(tokenizer,
     assert "'c'" in messages[2] and '1 dropped' in messages[2]
     assert all(record.levelno == logging.WARNING for record in caplog.records)
     assert (transform.num_truncated, transform.num_dropped) == (2, 1)
+
+
+#: Three images, in two turns: a lone one moves to its turn's front, the
+#: two of the second question stay where they stand.
+THREE_IMAGES = [
+    human('What is in <image>?'),
+    gpt('A cat on a sofa.'),
+    human('And in <image> and <image>?'),
+    gpt('A dog, then a bird.'),
+]
+
+
+def several(turns, sizes, sample_id='s3'):
+    """A sample with one image per size, loaded and processed, its paths
+    as a dataset gives a record's list."""
+    return dict(sample_id=sample_id,
+                img_path=[f'{index}.jpg' for index in range(len(sizes))],
+                conversations=[dict(turn) for turn in turns],
+                images=[Image.new('RGB', size) for size in sizes],
+                pixel_values=torch.arange(len(sizes), dtype=torch.float32)
+                .reshape(-1, 1, 1, 1).expand(-1, 3, 32, 32),
+                image_sizes=[(height, width) for width, height in sizes])
+
+
+def test_several_images_each_get_their_placeholder(tokenizer):
+    results = TokenizeConversation(tokenizer, 'vicuna_v1')(
+        several(THREE_IMAGES, [(8, 8)] * 3))
+    ids = results['input_ids']
+    assert ids.count(IMAGE_TOKEN_INDEX) == 3
+    # The second question keeps its two images apart, in place.
+    second = ids[ids.index(IMAGE_TOKEN_INDEX) + 1:]
+    between = second[second.index(IMAGE_TOKEN_INDEX) + 1:]
+    assert tokenizer.decode(between[:between.index(IMAGE_TOKEN_INDEX)]) \
+        .strip() == 'and'
+    predicted = TokenizeConversation(tokenizer, 'vicuna_v1', mode='predict')(
+        several(THREE_IMAGES[:3], [(8, 8)] * 3))
+    assert predicted['input_ids'].count(IMAGE_TOKEN_INDEX) == 3
+
+
+@pytest.mark.parametrize('mode', ['train', 'predict'])
+def test_several_images_and_placeholders_must_agree(tokenizer, mode):
+    turns = THREE_IMAGES if mode == 'train' else THREE_IMAGES[:3]
+    transform = TokenizeConversation(tokenizer, 'vicuna_v1', mode=mode)
+    with pytest.raises(ValueError) as error:
+        transform(several(turns, [(8, 8)] * 2, sample_id='rec-12'))
+    assert str(error.value).startswith(
+        "Sample 'rec-12': image placeholders and images do not match: 3 "
+        'placeholders, 2 images')
+    # Paths alone (no image loaded yet) count as well.
+    sample = several(turns, [(8, 8)] * 4, sample_id='rec-13')
+    del sample['images']
+    with pytest.raises(ValueError, match="'rec-13'.*3 placeholders, 4 "
+                       'images'):
+        transform(sample)
+
+
+def test_truncation_keeps_whole_images_of_their_own_sizes(tokenizer,
+                                                          caplog):
+    """Images of different row counts (AnyRes): at every max_length the
+    longest prefix that fits with each image whole; the images cut off go
+    with their pixels and sizes, and the log says how many."""
+    sizes = [(48, 48), (96, 48), (144, 48)]
+    counts = AnyResTokenCount([(48, 96), (96, 48), (96, 96), (48, 144),
+                               (144, 48)], 48, 8, 'spatial_unpad')
+    rows = [counts((height, width)) for width, height in sizes]
+    assert len(set(rows)) == 3
+    full_ids, full_labels = tokenize_conversation(
+        THREE_IMAGES, get_template('vicuna_v1'), tokenizer, True,
+        num_images=3)
+
+    def length(ids):
+        images = iter(rows)
+        return sum(next(images) if token == IMAGE_TOKEN_INDEX else 1
+                   for token in ids)
+
+    transform = TokenizeConversation(
+        tokenizer, 'vicuna_v1', max_length=length(full_ids),
+        num_image_tokens=dict(grid_pinpoints=counts.grid_pinpoints,
+                              tile_size=48, patch_size=8,
+                              merge_type='spatial_unpad'))
+    kept_counts = set()
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING):
+            for max_length in range(1, length(full_ids)):
+                caplog.clear()
+                transform.max_length = max_length
+                results = transform(several(THREE_IMAGES, sizes))
+                keep = max(k for k in range(len(full_ids) + 1)
+                           if length(full_ids[:k]) <= max_length)
+                if results is None:
+                    assert all(label == IGNORE_INDEX
+                               for label in full_labels[:keep])
+                    continue
+                assert results['input_ids'] == full_ids[:keep]
+                kept = full_ids[:keep].count(IMAGE_TOKEN_INDEX)
+                kept_counts.add(kept)
+                assert [image.size for image in results['images']] == \
+                    sizes[:kept]
+                assert results['image_sizes'] == [
+                    (height, width) for width, height in sizes[:kept]]
+                assert results['pixel_values'][:, 0, 0, 0].tolist() == \
+                    list(range(kept))
+                message, = [record.getMessage()
+                            for record in caplog.records]
+                assert message.startswith("Sample 's3' truncated from ")
+                assert (f'dropping {3 - kept} of its 3 images' in message) \
+                    == (kept < 3)
+    finally:
+        logger.removeHandler(caplog.handler)
+    # Cuts between every two images happen (before the first, nothing is
+    # supervised yet: dropped).
+    assert kept_counts == {1, 2, 3}
 
 
 def test_max_length_without_num_image_tokens_raises(tokenizer):

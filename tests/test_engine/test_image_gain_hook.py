@@ -75,11 +75,17 @@ def folder(tmp_path_factory):
         image.save(root / f'{name}.png')
     colours = [record(0, name) for name in COLOURS]
     (root / 'colours.json').write_text(json.dumps(colours))
-    # Two kinds over the four images, and a text-only record.
+    # Two kinds over the four images, a text-only record and one with
+    # several images.
     kinds = colours + [record(1, name, 'shape', 'a disc') for name in COLOURS]
     kinds.append(dict(id='text', type='shape', conversations=[
         {'from': 'human', 'value': 'What is a disc?'},
         {'from': 'gpt', 'value': 'A round shape.'}]))
+    kinds.append(dict(id='pair', type='shape',
+                      image=[f'{name}.png' for name in list(COLOURS)[:2]],
+                      conversations=[
+                          {'from': 'human', 'value': '<image> <image>?'},
+                          {'from': 'gpt', 'value': 'Two discs.'}]))
     (root / 'kinds.json').write_text(json.dumps(kinds))
     return root
 
@@ -213,15 +219,17 @@ def test_derangement_gives_every_sample_another_image():
         image_derangement(['a', 'a'])
 
 
-def test_kinds_are_measured_and_text_only_records_skipped(
+def test_kinds_are_measured_text_only_and_several_image_records_skipped(
         folder, tokenizer):
     model = build_model(tokenizer)
     hook = build_hook(folder, tokenizer, 'kinds.json', interval=2,
                       at_start=True)
     runner, capture = fake_runner(model)
     hook.before_train(runner)
-    skipped, measured = capture.messages
+    skipped, several, measured = capture.messages
     assert 'skipping the 1 text-only records' in skipped
+    assert 'skipping the 1 records of' in several
+    assert 'with several images' in several
     assert 'per kind vs shuffled: colour ' in measured
     (step, scalars), = runner.visualizer.scalars
     assert step == 0

@@ -45,6 +45,21 @@ def test_several_images_one_per_message_up_to_the_cap():
     assert 'at most 1 image' in caught.value.message
 
 
+def test_several_images_in_one_message_stay_where_their_parts_were():
+    conversation = to_conversation(messages(
+        {'role': 'user', 'content': [
+            {'type': 'text', 'text': 'Compare'}, IMAGE,
+            {'type': 'text', 'text': 'with'},
+            {'type': 'image_url', 'image_url': {'url': 'data:two'}}]}),
+        max_images=2)
+    assert conversation.turns == [
+        {'from': 'human', 'value': 'Compare\n<image>\nwith\n<image>'}]
+    assert conversation.image_urls == ['data:one', 'data:two']
+    assert conversation.image_params == [
+        'messages[0].content[1].image_url.url',
+        'messages[0].content[3].image_url.url']
+
+
 def test_system_and_developer_messages_become_the_system_prompt():
     conversation = to_conversation(messages(
         {'role': 'system', 'content': 'Be brief.'},
@@ -70,7 +85,7 @@ def test_system_and_developer_messages_become_the_system_prompt():
       {'role': 'assistant', 'content': 'b'}], 'messages[1].role',
      'invalid_value'),
     ([{'role': 'user', 'content': [IMAGE, IMAGE]}], 'messages[0].content[1]',
-     'too_many_images'),
+     'too_many_images'),  # over the default cap of one image
     ([{'role': 'user', 'content': 'what is <image> here'}],
      'messages[0].content', 'invalid_value'),
     ([{'role': 'user', 'content': '  '}], 'messages[0].content',

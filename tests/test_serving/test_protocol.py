@@ -342,3 +342,29 @@ def test_several_images_in_one_conversation(client, serving_model,
         {'type': 'text', 'text': 'Hi'}]}, {'role': 'assistant',
                                            'content': 'Hello.'}] * 5
     error_of(chat(client, messages=five[:-1]), 400, 'too_many_images')
+
+
+def test_several_images_in_one_message_stay_in_place(client, serving_model,
+                                                     model_workspace):
+    """Two image parts of one message (LLaVA-NeXT-Interleave): each
+    ``<image>`` where its part was, answered as ``generate`` answers the
+    same turns."""
+    photos = [Image.open(Path(model_workspace, f'{name}.png')).convert('RGB')
+              for name in ('coffee', 'rocket')]
+    messages = [{'role': 'user', 'content': [
+        {'type': 'text', 'text': 'Image 1:'},
+        {'type': 'image_url', 'image_url': {'url': png_url(photos[0])}},
+        {'type': 'text', 'text': 'Image 2:'},
+        {'type': 'image_url', 'image_url': {'url': png_url(photos[1])}},
+        {'type': 'text', 'text': 'Which is brighter?'}]}]
+    answer = chat(client, messages=messages)
+    assert answer.status_code == 200, answer.text
+    turns = [{'from': 'human', 'value':
+              'Image 1:\n<image>\nImage 2:\n<image>\nWhich is brighter?'}]
+    expected, = generate(serving_model, [turns], [photos], max_new_tokens=6,
+                         do_sample=False)
+    assert answer.json()['choices'][0]['message']['content'] == expected
+    prompt = build_generation_prompt(turns, get_template('vicuna_v1'),
+                                     serving_model.tokenizer, has_image=True,
+                                     num_images=2)
+    assert answer.json()['usage']['prompt_tokens'] == len(prompt) - 2 + 72

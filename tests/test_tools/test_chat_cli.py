@@ -71,3 +71,20 @@ def test_missing_image_exits_with_an_error(model_workspace):
     run = chat(model_workspace, '', '--image', 'missing.png')
     assert run.returncode == 1
     assert 'Image not found: missing.png' in run.stdout
+
+
+@pytest.mark.slow
+def test_several_images_and_added_ones(model_workspace):
+    """``--image`` twice: both go with the first question; ``/add`` brings
+    one more with the next; a question whose ``<image>`` do not fit the new
+    images is not asked, and the chat goes on."""
+    stdin = ('What differs?\n/add coffee.png\nWhat is <image> and <image>?\n'
+             'And this one?\n/reset\nWhat differs?\n')
+    run = chat(model_workspace, stdin, '--image', 'coffee.png')
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert 'Chatting about astronaut.png, coffee.png.' in run.stdout
+    assert 'Added coffee.png; it goes with the next question.' in run.stdout
+    assert 'Not asked: The question holds 2 <image> for 1 image;' in \
+        run.stdout
+    first, _, after_add, after_reset = answers(run.stdout)
+    assert first == after_reset and after_add.strip()

@@ -74,7 +74,8 @@ class AnyResTokenCount:
 
 def check_image_count(input_ids: list[int], num_images: int,
                       sample_id: object) -> None:
-    """Fail early, naming the sample, when placeholders and images differ."""
+    """Fail early, naming the sample, when the placeholders the prompt holds
+    and the sample's images differ in number."""
     num_placeholders = input_ids.count(IMAGE_TOKEN_INDEX)
     if num_placeholders != num_images:
         raise ValueError(
@@ -84,10 +85,15 @@ def check_image_count(input_ids: list[int], num_images: int,
 
 
 def num_images(results: dict) -> int:
-    """The sample's images: those loaded, else one for an ``img_path``."""
+    """The sample's images: those loaded, else those of ``img_path`` (a
+    path, or a list of them)."""
     images = results.get('images')
-    return len(images) if images else int(
-        results.get('img_path') is not None)
+    if images:
+        return len(images)
+    path = results.get('img_path')
+    if path is None:
+        return 0
+    return len(path) if isinstance(path, (list, tuple)) else 1
 
 
 @TRANSFORMS.register_module()
@@ -98,11 +104,20 @@ class TokenizeConversation(BaseTransform):
     supervised). In ``'predict'`` mode the last answer, if any, becomes
     ``gt_answer`` and ``input_ids`` end with the assistant prefix.
 
+    A sample may have several images (``img_path`` a list, or several
+    loaded ``images``), one ``<image>`` per image in its human turns, in the
+    images' order (see :func:`~mmllava.templates.placeholders.place_images`
+    for where they stand); a count that differs is an error naming the
+    sample and both counts.
+
     Truncation: with ``max_length`` set, a sample longer than that (images
-    counted as ``num_image_tokens`` rows) is cut at the end, never inside an
-    image; images cut off are dropped from ``images``. Each truncation is
-    logged with a running count. A sample that keeps no supervised token is
-    dropped (the dataset draws another one), also logged and counted.
+    counted as ``num_image_tokens`` rows each) is cut at the end, never
+    inside an image: an image that does not fit whole is dropped with its
+    placeholder and everything after it, and so are the images after it
+    (from ``images``, ``pixel_values`` and ``image_sizes``). Each truncation
+    is logged with the sample, the images it drops and a running count. A
+    sample that keeps no supervised token is dropped (the dataset draws
+    another one), also logged and counted.
 
     Args:
         tokenizer (dict): Tokenizer config (``PretrainedTokenizer``).
@@ -150,24 +165,21 @@ class TokenizeConversation(BaseTransform):
 
     def transform(self, results: dict) -> Optional[dict]:
         sample_id = results.get('sample_id')
-        # An image given in memory (``img``) has no path.
-        has_image = bool(results.get('images')) \
-            or results.get('img_path') is not None
+        count = num_images(results)
         turns = results['conversations']
         if self.mode == 'predict':
             if turns[-1]['from'] == GPT:
                 results['gt_answer'] = turns[-1]['value']
                 turns = turns[:-1]
             results['input_ids'] = build_generation_prompt(
-                turns, self.template, self.tokenizer, has_image, sample_id,
-                self.special_tokens_in_content)
-            check_image_count(results['input_ids'], num_images(results),
-                              sample_id)
+                turns, self.template, self.tokenizer, count > 0, sample_id,
+                self.special_tokens_in_content, num_images=count)
+            check_image_count(results['input_ids'], count, sample_id)
             return results
         input_ids, labels = tokenize_conversation(
-            turns, self.template, self.tokenizer, has_image, sample_id,
-            self.special_tokens_in_content)
-        check_image_count(input_ids, num_images(results), sample_id)
+            turns, self.template, self.tokenizer, count > 0, sample_id,
+            self.special_tokens_in_content, num_images=count)
+        check_image_count(input_ids, count, sample_id)
         if self.max_length is not None:
             full_length = len(input_ids)
             input_ids, labels = truncate_to_length(
@@ -198,12 +210,16 @@ class TokenizeConversation(BaseTransform):
                 logger='current', level=logging.WARNING)
             return None
         self.num_truncated += 1
+        kept_images = input_ids.count(IMAGE_TOKEN_INDEX)
+        total_images = num_images(results)
+        dropped = f', dropping {total_images - kept_images} of its ' \
+            f'{total_images} images' if kept_images < total_images else ''
         print_log(
             f'Sample {sample_id!r} truncated from {full_length} to '
-            f'{len(input_ids)} tokens (max_length {self.max_length}; '
-            f'{self.num_truncated} truncated in this worker so far).',
+            f'{len(input_ids)} tokens (max_length {self.max_length})'
+            f'{dropped} ({self.num_truncated} truncated in this worker so '
+            'far).',
             logger='current', level=logging.WARNING)
-        kept_images = input_ids.count(IMAGE_TOKEN_INDEX)
         results['images'] = results.get('images', [])[:kept_images]
         for key in ('pixel_values', 'image_sizes'):
             if key in results:

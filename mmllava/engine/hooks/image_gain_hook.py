@@ -124,9 +124,10 @@ class ImageGainHook(Hook):
     and (keys with "loss") averaged over ten measurements, with every
     validation.
 
-    Text-only records are skipped (logged once). A sample that the pipeline
-    drops or truncates differently in one of the three variants (its answer
-    cut by ``max_length``) is left out of all three, and counted in the log.
+    Text-only records and records with several images are skipped (logged
+    once). A sample that the pipeline drops or truncates differently in one
+    of the three variants (its answer cut by ``max_length``) is left out of
+    all three, and counted in the log.
     The model runs in eval mode under ``torch.no_grad`` and goes back to
     training after; its weights and the training RNG are untouched. Every
     process measures the whole set: keep it to a few hundred samples.
@@ -235,12 +236,21 @@ class ImageGainHook(Hook):
         dataset = LLaVADataset(
             self.data_file, self.image_folder,
             extra_keys=(self.kind_key, ) if self.kind_key else ())
-        with_image = [index for index in range(len(dataset))
-                      if dataset.get_data_info(index)['img_path'] is not None]
-        if len(with_image) < len(dataset):
-            logger.info(f'ImageGainHook: skipping the '
-                        f'{len(dataset) - len(with_image)} text-only records '
-                        f'of {self.data_file} (no image to compare).')
+        img_paths = [dataset.get_data_info(index)['img_path']
+                     for index in range(len(dataset))]
+        with_image = [index for index, path in enumerate(img_paths)
+                      if isinstance(path, str)]
+        text_only = img_paths.count(None)
+        if text_only:
+            logger.info(f'ImageGainHook: skipping the {text_only} text-only '
+                        f'records of {self.data_file} (no image to '
+                        'compare).')
+        several = len(img_paths) - text_only - len(with_image)
+        if several:
+            # Another sample's image list would not match its placeholders.
+            logger.info(f'ImageGainHook: skipping the {several} records of '
+                        f'{self.data_file} with several images (their images '
+                        'are not swapped between samples).')
         if self.kinds is not None:
             with_image = [
                 index for index in with_image
