@@ -1,7 +1,6 @@
 """LLaVA: vision encoder -> projector -> image features spliced into the
 LLM's input embeddings -> causal LM."""
 import logging
-from contextlib import nullcontext
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -18,7 +17,6 @@ from mmllava.models.anyres import (MERGE_TYPES, Size, check_anyres_max,
                                    merge_tile_features, num_tiles)
 from mmllava.models.generated_text import GeneratedText, ended
 from mmllava.models.lora import apply_lora
-from mmllava.models.packed_linears import PackedLinears, onednn_available
 from mmllava.models.packing import (check_packing_cfg, pack_batch,
                                     use_packed_attention)
 from mmllava.models.projectors import build_projector
@@ -207,12 +205,6 @@ class LLaVA(BaseModel):
             target=...)`` to adapt the vision tower too. The LLM's own
             weights freeze; the projector trains (see docs/lora.md).
             Defaults to None (off).
-        pack_cpu_linears (bool): Generation on CPU runs the float32 linear
-            layers on oneDNN-packed copies of their weights, made on first
-            use (1.6-2x the new tokens per second in the benchmark, at the
-            cost of a second copy of those weights in memory until the model
-            goes back to training; see docs/inference.md). False keeps
-            torch's own kernels. Defaults to True.
         data_preprocessor (dict, optional): Defaults to
             ``LLaVADataPreprocessor``.
         init_cfg (dict, optional): mmengine init config.
@@ -235,7 +227,6 @@ class LLaVA(BaseModel):
                  anyres_max: Optional[int] = None,
                  packing: Optional[dict] = None,
                  lora: Optional[dict] = None,
-                 pack_cpu_linears: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         # Built from mmllava's registry: BaseModel would look the type up in
@@ -246,8 +237,6 @@ class LLaVA(BaseModel):
                 data_preprocessor or dict(type='LLaVADataPreprocessor'))
         super().__init__(data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
-        self.packed_linears = PackedLinears() \
-            if pack_cpu_linears and onednn_available() else None
         self.vision_encoder = MODELS.build(vision_encoder)
         self.llm = MODELS.build(llm)
         self.tokenizer = build_tokenizer(tokenizer)
@@ -604,20 +593,6 @@ class LLaVA(BaseModel):
             return (features.sum() + self.image_newline.sum()) * 0.0
         return features.sum() * 0.0
 
-    def train(self, mode: bool = True) -> 'LLaVA':
-        """Also drop the packed inference weights when training resumes:
-        they would be stale after the next step."""
-        if mode and self.packed_linears is not None:
-            self.packed_linears.clear()
-        return super().train(mode)
-
-    def _inference_kernels(self):
-        """Where generation runs its linear layers (see
-        ``pack_cpu_linears``)."""
-        if self.packed_linears is None:
-            return nullcontext()
-        return self.packed_linears.applied(self)
-
     @torch.no_grad()
     def predict(self, input_ids, attention_mask, pixel_values, num_images,
                 data_samples, image_sizes=None) -> list[DataSample]:
@@ -670,14 +645,13 @@ class LLaVA(BaseModel):
         if self.template.stop != self.tokenizer.eos_token:
             config.setdefault('stop_strings', [self.template.stop])
             config.setdefault('tokenizer', self.tokenizer)
-        with self._inference_kernels():
-            embeds, mask, _ = self._embed_inputs(
-                input_ids, attention_mask, None, pixel_values, num_images,
-                data_samples, 'left', image_sizes)
-            generated = self.llm.generate(
-                inputs_embeds=embeds, attention_mask=mask,
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.tokenizer.eos_token_id, **config)
+        embeds, mask, _ = self._embed_inputs(
+            input_ids, attention_mask, None, pixel_values, num_images,
+            data_samples, 'left', image_sizes)
+        generated = self.llm.generate(
+            inputs_embeds=embeds, attention_mask=mask,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id, **config)
         texts = self.tokenizer.batch_decode(
             generated, skip_special_tokens=True)
         rows = generated.tolist()

@@ -7,6 +7,11 @@ weights well below the memory's speed for such shapes; oneDNN's kernels, on
 a copy of the weight reordered once into its blocked layout, ran them 3-4x
 faster (docs/inference.md). The results differ from torch's kernels only in
 float rounding (about 1e-6 relative), as results of two BLAS libraries do.
+
+The model classes know nothing of this: the places that generate (the
+inference API, the server, ``tools/test.py`` through
+:class:`~mmllava.engine.hooks.PackedKernelsHook`, the benchmark) opt in with
+:func:`packed_cpu_kernels`.
 """
 import threading
 import weakref
@@ -63,9 +68,8 @@ class PackedLinears:
 
     A packed copy is remade when its weight changed in place (optimizer
     steps, ``load_state_dict``) or was replaced; :meth:`clear` drops them
-    all (``LLaVA`` calls it when it goes back to training). The copies are
-    not part of the model's state: copying or pickling the model carries
-    none of them. One instance serves one model; threads may generate with
+    all. The copies are not part of the model's state: copying or pickling
+    the model carries none of them. One instance serves one model; threads may generate with
     it at once.
     """
 
@@ -136,3 +140,43 @@ class PackedLinears:
         for linear, forward in zip(linears, forwards):
             linear.forward = forward
         self._linears = linears
+
+
+#: Each model's packed copies, kept while the model lives (held weakly: the
+#: entry goes with the model).
+_PACKED_BY_MODEL: 'weakref.WeakKeyDictionary[nn.Module, PackedLinears]' = \
+    weakref.WeakKeyDictionary()
+_REGISTRY_LOCK = threading.Lock()
+
+
+@contextmanager
+def packed_cpu_kernels(model: nn.Module) -> Iterator[int]:
+    """Run ``model``'s plain float32 CPU linear layers on oneDNN-packed
+    copies of their weights inside the block (see :func:`is_packable` for
+    which layers; the others, and anything that needs a gradient, run on
+    torch's kernels).
+
+    The copies are made at the first use and kept for the model's next
+    blocks, one more copy of those weights in memory, until
+    :func:`release_packed_kernels`; a weight changed in place or replaced
+    since is packed again before it runs. Yields how many layers run packed
+    (0 where this torch build has no oneDNN).
+    """
+    if not onednn_available():
+        yield 0
+        return
+    with _REGISTRY_LOCK:
+        packed = _PACKED_BY_MODEL.get(model)
+        if packed is None:
+            packed = _PACKED_BY_MODEL[model] = PackedLinears()
+    with packed.applied(model) as count:
+        yield count
+
+
+def release_packed_kernels(model: nn.Module) -> None:
+    """Drop the packed copies :func:`packed_cpu_kernels` keeps for
+    ``model`` (e.g. when it goes back to training)."""
+    with _REGISTRY_LOCK:
+        packed = _PACKED_BY_MODEL.pop(model, None)
+    if packed is not None:
+        packed.clear()

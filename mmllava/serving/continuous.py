@@ -28,6 +28,7 @@ from transformers import (DynamicCache, LogitsProcessorList,
                           TemperatureLogitsWarper, TopKLogitsWarper,
                           TopPLogitsWarper)
 
+from mmllava.models.packed_linears import packed_cpu_kernels
 from mmllava.serving.batcher import QueueFull
 from mmllava.serving.engine import GenerationJob
 from mmllava.serving.sampling import token_entry
@@ -244,7 +245,7 @@ class ContinuousBatcher:
         num_images = num_images if num_images is not None \
             else [0] * len(input_ids)
         cache = DynamicCache()
-        with model._inference_kernels():
+        with packed_cpu_kernels(model):
             embeds, mask, _ = model._embed_inputs(
                 input_ids, batch['attention_mask'], None,
                 batch.get('pixel_values'), num_images,
@@ -291,7 +292,7 @@ class ContinuousBatcher:
         device = self.mask.device
         self.mask = torch.cat([self.mask, torch.ones(
             len(self.rows), 1, dtype=self.mask.dtype, device=device)], dim=1)
-        with model._inference_kernels():
+        with packed_cpu_kernels(model):
             output = model.llm(
                 input_ids=self.next_tokens[:, None].to(device),
                 attention_mask=self.mask,

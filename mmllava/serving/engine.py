@@ -14,6 +14,7 @@ from transformers import LogitsProcessorList, StoppingCriteriaList
 from mmllava.apis.generation import build_test_pipeline, image_fields
 from mmllava.constants import IMAGE_TOKEN_INDEX
 from mmllava.models.answering import answer_samples
+from mmllava.models.packed_linears import packed_cpu_kernels
 from mmllava.serving.sampling import (LogprobsRecorder, MinTokensProcessor,
                                       PenaltyProcessor)
 from mmllava.serving.streaming import (BatchStreamer, RowResult,
@@ -258,13 +259,14 @@ class GenerationEngine:
         try:
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed)
-            answer_samples(
-                model, [job.sample for job in jobs],
-                streamer=BatchStreamer(rows, report),
-                stopping_criteria=StoppingCriteriaList(criteria),
-                logits_processor=LogitsProcessorList(processors),
-                max_new_tokens=max(job.max_tokens for job in jobs),
-                **sampling.generation_kwargs())
+            with packed_cpu_kernels(model):
+                answer_samples(
+                    model, [job.sample for job in jobs],
+                    streamer=BatchStreamer(rows, report),
+                    stopping_criteria=StoppingCriteriaList(criteria),
+                    logits_processor=LogitsProcessorList(processors),
+                    max_new_tokens=max(job.max_tokens for job in jobs),
+                    **sampling.generation_kwargs())
         except Exception as error:
             for job in jobs:
                 job.events.fail(error)

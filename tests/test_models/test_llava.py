@@ -19,7 +19,8 @@ from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import build_generation_prompt
 from mmllava.models import llava as llava_module
 from mmllava.models.llava import load_projector_state, splice_image_features
-from mmllava.models.packed_linears import onednn_available
+from mmllava.models.packed_linears import (onednn_available,
+                                           packed_cpu_kernels)
 from mmllava.registry import MODELS
 from mmllava.templates import get_template
 
@@ -543,36 +544,19 @@ def test_predict_respects_max_new_tokens(generator, monkeypatch):
 def test_generation_on_packed_weights_matches_torch_kernels(generator,
                                                              monkeypatch):
     samples = generation_samples(generator)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU]) as prof, \
+            packed_cpu_kernels(generator) as count:
         packed, packed_ids = generate(generator, samples, monkeypatch)
     assert 'mkldnn::_linear_pointwise' in {e.name for e in prof.events()}
     # Every linear layer of the tower, projector and LLM, LM head included.
     linears = [m for m in generator.modules() if isinstance(m, nn.Linear)]
-    assert len(generator.packed_linears) == len(linears)
-    monkeypatch.setattr(generator, 'packed_linears', None)
-    plain, plain_ids = generate(generator, samples, monkeypatch)
+    assert count == len(linears)
+    # Outside the block: torch's kernels, the same answers.
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        plain, plain_ids = generate(generator, samples, monkeypatch)
+    assert 'mkldnn::_linear_pointwise' not in {e.name for e in prof.events()}
     assert torch.equal(packed_ids, plain_ids)
     assert [s.pred_text for s in packed] == [s.pred_text for s in plain]
-
-
-@pytest.mark.skipif(not onednn_available(), reason='no oneDNN')
-def test_training_drops_the_packed_weights(tokenizer, monkeypatch):
-    model = build_llava(tokenizer, generation_cfg=dict(max_new_tokens=1))
-    generate(model, generation_samples(model), monkeypatch)
-    assert len(model.packed_linears) > 0
-    model.eval()
-    assert len(model.packed_linears) > 0
-    model.train()
-    assert len(model.packed_linears) == 0
-
-
-def test_pack_cpu_linears_off_keeps_torch_kernels(tokenizer, monkeypatch):
-    model = build_llava(tokenizer, pack_cpu_linears=False,
-                        generation_cfg=dict(max_new_tokens=1))
-    assert model.packed_linears is None
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        generate(model, generation_samples(model), monkeypatch)
-    assert 'mkldnn::_linear_pointwise' not in {e.name for e in prof.events()}
 
 
 def test_pred_text_stops_at_the_template_stop(tokenizer, monkeypatch):
@@ -742,7 +726,6 @@ def test_an_answer_cut_at_the_budget_says_so(generator, monkeypatch):
     bias = torch.zeros(head.out_features)
     bias[generator.tokenizer.eos_token_id] = 1e4
     monkeypatch.setattr(head, 'bias', torch.nn.Parameter(bias))
-    monkeypatch.setattr(generator, 'packed_linears', None)
     logged.clear()
     answers = generator.generate_answers(**batch)
     assert [answer.cut for answer in answers] == [False, False]

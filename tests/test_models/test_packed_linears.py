@@ -8,8 +8,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from mmllava.models.packed_linears import (PackedLinears, is_packable,
-                                           onednn_available)
+from mmllava.engine.hooks import PackedKernelsHook
+from mmllava.models.packed_linears import (_PACKED_BY_MODEL, PackedLinears,
+                                           is_packable, onednn_available,
+                                           packed_cpu_kernels,
+                                           release_packed_kernels)
 
 pytestmark = pytest.mark.skipif(
     not onednn_available(), reason='this torch build has no oneDNN')
@@ -170,3 +173,45 @@ def test_a_failed_packing_leaves_the_model_as_it_was(monkeypatch):
     monkeypatch.undo()
     with packed.applied(model) as count:
         assert count == 2
+
+
+def test_a_model_keeps_its_packed_weights_between_blocks_until_released():
+    model = layers()
+    inputs = torch.randn(2, 48)
+    expected = model(inputs)
+    with torch.no_grad(), packed_cpu_kernels(model) as count:
+        result, ops = run_ops(lambda: model(inputs))
+    assert count == 2 and PACKED_OP in ops
+    torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-6)
+    packed = _PACKED_BY_MODEL[model]
+    assert len(packed) == 2
+    # The next block reuses the copies; outside, torch's kernels.
+    with torch.no_grad(), packed_cpu_kernels(model):
+        model(inputs)
+    assert _PACKED_BY_MODEL[model] is packed and len(packed) == 2
+    assert PACKED_OP not in run_ops(lambda: model(inputs))[1]
+    release_packed_kernels(model)
+    assert model not in _PACKED_BY_MODEL and len(packed) == 0
+
+
+def test_the_hook_packs_during_validation_and_test_and_releases_after_val():
+    model = layers()
+
+    class Runner:
+        pass
+
+    runner = Runner()
+    runner.model = model
+    hook = PackedKernelsHook()
+    for before, after, kept in (
+            (hook.before_val_epoch, hook.after_val_epoch, False),
+            (hook.before_test_epoch, hook.after_test_epoch, True)):
+        before(runner)
+        assert all('forward' in vars(model[i]) for i in (0, 2))
+        with torch.no_grad():
+            assert PACKED_OP in run_ops(lambda: model(torch.randn(1, 48)))[1]
+        after(runner)
+        assert not any('forward' in vars(m) for m in model)
+        # Training changes the weights after a validation: no copies kept.
+        assert (model in _PACKED_BY_MODEL) is kept
+    release_packed_kernels(model)

@@ -206,8 +206,7 @@ def measure_generation(args, sizes, tokenizer_dir, tokenizer, datasets,
     generator = build_mmllava(sizes, tokenizer_dir, weights)
     widen_lm_head(generator, args.seed)
     widened = generator.state_dict()
-    on_torch_kernels = build_mmllava(sizes, tokenizer_dir, widened,
-                                     pack_cpu_linears=False)
+    on_torch_kernels = build_mmllava(sizes, tokenizer_dir, widened)
     generator_baseline = build_baseline(sizes, widened)
     generation = benchmark_generation(
         generator.to(args.device).eval(),

@@ -4,12 +4,14 @@ as it is (on CPU its linear layers on oneDNN-packed weights) and on torch's
 own kernels, the baseline's."""
 import statistics
 import time
+from contextlib import nullcontext
 from typing import Sequence
 
 import torch
 
 from mmllava.constants import IGNORE_INDEX
 from mmllava.conversation import build_generation_prompt
+from mmllava.models.packed_linears import packed_cpu_kernels
 from mmllava.templates import cut_at_stop, get_template
 
 from benchmark_parts.batches import Sample, baseline_batch, mmllava_batch
@@ -42,12 +44,15 @@ def prompt_samples(records: Sequence[dict], samples: Sequence[Sample],
     return prompts
 
 
-def mmllava_generate(model, prompts: Sequence[Sample],
-                     new_tokens: int) -> list[str]:
+def mmllava_generate(model, prompts: Sequence[Sample], new_tokens: int,
+                     packed: bool) -> list[str]:
+    """mmllava's generation, on oneDNN-packed weights with ``packed`` (as
+    its inference API and server run on CPU), else on torch's kernels."""
     batch = mmllava_batch(model, prompts)
     batch.pop('labels')
-    return model.generate_answers(
-        **batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    with packed_cpu_kernels(model) if packed else nullcontext():
+        return model.generate_answers(
+            **batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
 
 
 def baseline_generate(model, prompts: Sequence[Sample], sizes: Sizes,
@@ -77,14 +82,14 @@ def benchmark_generation(mmllava_model, mmllava_torch_kernels,
     and the lowest of its rounds' new tokens/s.
 
     Args:
-        mmllava_torch_kernels: ``mmllava_model`` built with
-            ``pack_cpu_linears=False``.
+        mmllava_torch_kernels: ``mmllava_model``'s twin, run on torch's
+            kernels.
     """
     calls = {
-        'mmllava': lambda batch: mmllava_generate(mmllava_model, batch,
-                                                  sizes.new_tokens),
+        'mmllava': lambda batch: mmllava_generate(
+            mmllava_model, batch, sizes.new_tokens, packed=True),
         'mmllava_torch_kernels': lambda batch: mmllava_generate(
-            mmllava_torch_kernels, batch, sizes.new_tokens),
+            mmllava_torch_kernels, batch, sizes.new_tokens, packed=False),
         'baseline': lambda batch: baseline_generate(
             baseline_model, batch, sizes, tokenizer, device),
     }

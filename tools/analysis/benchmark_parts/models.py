@@ -13,8 +13,7 @@ from benchmark_parts.sizes import HF_IMAGE_TOKEN_ID, Sizes
 
 
 def mmllava_config(sizes: Sizes, tokenizer_dir: str,
-                   packing_max_length: Optional[int] = None,
-                   pack_cpu_linears: bool = True) -> dict:
+                   packing_max_length: Optional[int] = None) -> dict:
     """LLaVA-1.5's stage 2 at benchmark size: CLIP penultimate patches,
     mlp2x_gelu, Llama; the tower frozen."""
     cfg = dict(
@@ -24,8 +23,7 @@ def mmllava_config(sizes: Sizes, tokenizer_dir: str,
         llm=dict(type='HFCausalLM', config=sizes.llm),
         tokenizer=dict(type='PretrainedTokenizer', pretrained=tokenizer_dir),
         projector=dict(type='mlp2x_gelu'),
-        freeze_vision_encoder=True,
-        pack_cpu_linears=pack_cpu_linears)
+        freeze_vision_encoder=True)
     if packing_max_length is not None:
         cfg['packing'] = dict(max_length=packing_max_length)
     return cfg
@@ -33,12 +31,12 @@ def mmllava_config(sizes: Sizes, tokenizer_dir: str,
 
 def build_mmllava(sizes: Sizes, tokenizer_dir: str,
                   weights: Optional[dict] = None,
-                  packing_max_length: Optional[int] = None,
-                  pack_cpu_linears: bool = True) -> torch.nn.Module:
+                  packing_max_length: Optional[int] = None
+                  ) -> torch.nn.Module:
     """Build mmllava's model; random (seeded by the caller) or ``weights``
     (mmllava keys)."""
     model = MODELS.build(mmllava_config(sizes, tokenizer_dir,
-                                        packing_max_length, pack_cpu_linears))
+                                        packing_max_length))
     if weights is not None:
         model.load_state_dict(weights)
     return model
