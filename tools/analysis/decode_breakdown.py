@@ -116,6 +116,20 @@ def main() -> None:
                        logits_processor=LogitsProcessorList([stamp]))
         return [later - earlier for earlier, later in zip(stamps, stamps[1:])]
 
+    weights = [module.weight for module in model.modules()
+               if isinstance(module, nn.Linear)]
+    weight_bytes = sum(weight.numel() * weight.element_size()
+                       for weight in weights)
+    # The machine's read bandwidth, on a buffer the size of those weights.
+    buffer = torch.ones(weight_bytes // 4)
+    read_seconds = median_seconds(buffer.sum, 10 * args.repeats)
+    del buffer
+    floor = read_seconds
+    print(f'A decode step reads {weight_bytes / 1e6:.0f} MB of linear weights; '
+          f'this machine reads {weight_bytes / read_seconds / 1e9:.1f} GB/s '
+          f'(a sum over a buffer that size), so no step takes less than '
+          f'{floor * 1e3:.2f} ms')
+
     rows = []
     for batch in (int(size) for size in args.batch_sizes.split(',')):
         embeds = torch.randn(batch, args.prompt_tokens, width) * 0.02
@@ -150,12 +164,15 @@ def main() -> None:
                 bare_step = statistics.median(
                     step for _ in range(args.repeats)
                     for step in bare_step_times(embeds, steps))
-                # One op takes well under a millisecond: more repeats.
+                # One op takes about a millisecond: more repeats.
                 op_repeats = 20 * args.repeats
-                linears = sum(median_seconds(
-                    lambda linear=linear: linear(
-                        step_rows[linear.in_features]), op_repeats)
-                    for linear in decoder_linears)
+                # All of them in the model's order, as a step runs them: their
+                # weights (100 MB at the benchmark's size) do not stay in the
+                # CPU's caches from one layer to the next, as a single layer
+                # timed again and again would.
+                linears = median_seconds(lambda: [
+                    linear(step_rows[linear.in_features])
+                    for linear in decoder_linears], op_repeats)
                 head = median_seconds(lambda: model.lm_head(step_rows[width]),
                                       op_repeats)
                 attention = config.num_hidden_layers * median_seconds(
