@@ -25,6 +25,7 @@ from mmllava.conversation import (build_generation_prompt, render_conversation,
                                   tokenize_conversation)
 from mmllava.templates import get_template
 from mmllava.testing.demo.tokenizer import write_llama_tokenizer
+from mmllava.testing.supervision import supervised_runs
 
 # ---------------------------------------------------------------------------
 # The official reference (values as in llava/constants.py).
@@ -778,19 +779,6 @@ def test_several_images_generation_prompt_matches_official(tokenizer):
 # ---------------------------------------------------------------------------
 # Where the official code differs or gives up.
 # ---------------------------------------------------------------------------
-def _supervised_runs(ids, labels, tokenizer):
-    """The decoded text of each run of supervised tokens."""
-    runs, run = [], []
-    for token_id, label in zip(ids, labels):
-        if label != REF_IGNORE_INDEX:
-            assert label == token_id
-            run.append(token_id)
-        elif run:
-            runs.append(tokenizer.decode(run))
-            run = []
-    if run:
-        runs.append(tokenizer.decode(run))
-    return runs
 
 
 @pytest.mark.parametrize('turns,answers', [
@@ -817,7 +805,7 @@ def test_answers_stay_supervised_where_official_zeroes_them(
                                         tokenizer, has_image=False,
                                         special_tokens_in_content='special')
     assert ids == ref_ids
-    assert _supervised_runs(ids, labels, tokenizer) == answers
+    assert supervised_runs(ids, labels, tokenizer) == answers
 
 
 def test_trailing_question_is_unsupervised_where_official_zeroes_all(
@@ -905,7 +893,7 @@ def test_special_strings_in_answers_stay_text(template_name, tokenizer):
     assert ids.count(tokenizer.eos_token_id) == 2
     assert ids.count(tokenizer.bos_token_id) == 1
     # The words after the string are learnt, up to the template's </s>.
-    assert _supervised_runs(ids, labels, tokenizer) == [
+    assert supervised_runs(ids, labels, tokenizer) == [
         'Write </s> at its end, then stop writing.</s>',
         'Then <s> starts the next one.</s>']
     assert labels[-1] == tokenizer.eos_token_id
@@ -938,7 +926,7 @@ def test_special_strings_in_a_question_stay_text_next_to_the_image(
     assert ids.count(tokenizer.eos_token_id) == 1
     assert ids.count(tokenizer.bos_token_id) == 1
     assert tokenizer.unk_token_id not in ids
-    assert _supervised_runs(ids, labels, tokenizer) == ['Nothing.</s>']
+    assert supervised_runs(ids, labels, tokenizer) == ['Nothing.</s>']
 
 
 def test_a_generation_prompt_keeps_a_forged_turn_as_text(tokenizer):

@@ -18,6 +18,7 @@ import torch
 from mmllava.conversation import (build_generation_prompt,
                                   tokenize_conversation)
 from mmllava.templates import get_template
+from mmllava.testing.supervision import supervised_runs
 
 REF_IGNORE_INDEX = -100
 REF_IMAGE_TOKEN_INDEX = -200
@@ -166,18 +167,6 @@ def assert_matches_official(name, record, tokenizer):
     return ours
 
 
-def supervised_runs(ids, labels, tokenizer):
-    runs, run = [], []
-    for token_id, label in zip(ids, labels):
-        if label != REF_IGNORE_INDEX:
-            assert label == token_id
-            run.append(token_id)
-        elif run:
-            runs.append(tokenizer.decode(run))
-            run = []
-    if run:
-        runs.append(tokenizer.decode(run))
-    return runs
 
 
 # ---------------------------------------------------------------------------

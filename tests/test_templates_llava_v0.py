@@ -23,6 +23,7 @@ import pytest
 from mmllava.conversation import (build_generation_prompt,
                                   tokenize_conversation)
 from mmllava.templates import get_template
+from mmllava.testing.supervision import supervised_runs
 
 REF_IGNORE_INDEX = -100
 REF_IMAGE_TOKEN_INDEX = -200
@@ -95,17 +96,6 @@ def ref_training(record, tokenizer):
     return ref_preprocess_default(turns, tokenizer, has_image)
 
 
-def supervised_runs(ids, labels, tokenizer):
-    runs, run = [], []
-    for token_id, label in zip(ids, labels):
-        if label != REF_IGNORE_INDEX:
-            run.append(token_id)
-        elif run:
-            runs.append(tokenizer.decode(run))
-            run = []
-    if run:
-        runs.append(tokenizer.decode(run))
-    return runs
 
 
 RECORDS = [
