@@ -45,9 +45,10 @@ def prompt_samples(records: Sequence[dict], samples: Sequence[Sample],
 
 
 def mmllava_generate(model, prompts: Sequence[Sample], new_tokens: int,
-                     packed: bool) -> list[str]:
-    """mmllava's generation, on oneDNN-packed weights with ``packed`` (as
-    its inference API and server run on CPU), else on torch's kernels."""
+                     packed: bool = True) -> list[str]:
+    """mmllava's generation as its inference API and server run it (on CPU
+    on oneDNN-packed weights), or with ``packed=False`` on torch's
+    kernels."""
     batch = mmllava_batch(model, prompts)
     batch.pop('labels')
     with packed_cpu_kernels(model) if packed else nullcontext():
