@@ -69,8 +69,8 @@ class PackedLinears:
     A packed copy is remade when its weight changed in place (optimizer
     steps, ``load_state_dict``) or was replaced; :meth:`clear` drops them
     all. The copies are not part of the model's state: copying or pickling
-    the model carries none of them. One instance serves one model; threads may generate with
-    it at once.
+    the model carries none of them. One instance serves one model; threads
+    may generate with it at once.
     """
 
     def __init__(self) -> None:

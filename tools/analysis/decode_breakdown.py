@@ -18,13 +18,14 @@ For each batch size it times, each as the median of ``--repeats``:
   the rest of the step (norms, rotary embeddings, residual adds, module
   calls and Python) is the bare step less those;
 
-on torch's kernels and on oneDNN-packed weights (``PackedLinears``, what
-mmllava's generation uses on CPU). The same prompt embeddings go in
+on torch's kernels and on oneDNN-packed weights (``packed_cpu_kernels``,
+what mmllava's generation uses on CPU). The same prompt embeddings go in
 everywhere, as a spliced LLaVA prompt would.
 """
 import argparse
 import statistics
 import time
+from contextlib import nullcontext
 from typing import Callable
 
 
@@ -64,7 +65,7 @@ def main() -> None:
     from transformers import (DynamicCache, LlamaConfig,
                               LlamaForCausalLM, LogitsProcessorList)
 
-    from mmllava.models.packed_linears import PackedLinears
+    from mmllava.models.packed_linears import packed_cpu_kernels
 
     from benchmark_parts.sizes import FULL, QUICK
 
@@ -80,7 +81,8 @@ def main() -> None:
     config = model.config
     heads, width = config.num_attention_heads, config.hidden_size
     head_dim = width // heads
-    packed = PackedLinears()
+    decoder_linears = [module for name, module in model.named_modules()
+                       if isinstance(module, nn.Linear) and name != 'lm_head']
     print(f'Llama {config.num_hidden_layers} x {width} (ffn '
           f'{config.intermediate_size}, head {config.vocab_size} x {width}), '
           f'prompt {args.prompt_tokens} tokens, {args.new_tokens} new, '
@@ -124,11 +126,11 @@ def main() -> None:
     buffer = torch.ones(weight_bytes // 4)
     read_seconds = median_seconds(buffer.sum, 10 * args.repeats)
     del buffer
-    floor = read_seconds
-    print(f'A decode step reads {weight_bytes / 1e6:.0f} MB of linear weights; '
-          f'this machine reads {weight_bytes / read_seconds / 1e9:.1f} GB/s '
-          f'(a sum over a buffer that size), so no step takes less than '
-          f'{floor * 1e3:.2f} ms')
+    print(f'A decode step reads {weight_bytes / 1e6:.0f} MB of linear '
+          f'weights; this machine reads '
+          f'{weight_bytes / read_seconds / 1e9:.1f} GB/s (a sum over a buffer '
+          'that size), so no step takes less than '
+          f'{read_seconds * 1e3:.2f} ms')
 
     rows = []
     for batch in (int(size) for size in args.batch_sizes.split(',')):
@@ -140,14 +142,11 @@ def main() -> None:
         query = torch.randn(batch, heads, 1, head_dim)
         keys = torch.randn(batch, heads, cache_length, head_dim)
         values = torch.randn(batch, heads, cache_length, head_dim)
-        decoder_linears = [module for name, module in model.named_modules()
-                           if isinstance(module, nn.Linear)
-                           and name != 'lm_head']
         result = {}
         for kernels in ('torch', 'packed'):
-            context = packed.applied(model) if kernels == 'packed' \
-                else torch.no_grad()
-            with torch.no_grad(), context:
+            kernel_context = packed_cpu_kernels(model) \
+                if kernels == 'packed' else nullcontext()
+            with torch.no_grad(), kernel_context:
                 prefill = median_seconds(
                     lambda: model(inputs_embeds=embeds, use_cache=True,
                                   logits_to_keep=1), args.repeats)
@@ -197,7 +196,7 @@ def main() -> None:
              ('rest', '    rest (norms, rotary, adds, Python)'))
     for batch, result in rows:
         print(f'\nbatch {batch}: ms (share of the decode step in generate)')
-        print(f'| part | torch kernels | oneDNN packed | packed / torch |')
+        print('| part | torch kernels | oneDNN packed | packed / torch |')
         print('|---|---|---|---|')
         for key, label in names:
             cells = []
@@ -210,12 +209,11 @@ def main() -> None:
                 if result['torch'][key] > 0 else float('nan')
             print(f'| {label} | {cells[0]} | {cells[1]} | {ratio:.2f} |')
         for kernels in ('torch', 'packed'):
-            decode = result[kernels]['generation'] - result[kernels][
-                'prefill']
-            print(f'{kernels}: {batch * args.new_tokens / result[kernels]["generation"]:.1f} '
-                  f'new tokens/s; the prefill is '
-                  f'{result[kernels]["prefill"] / result[kernels]["generation"]:.0%} '
-                  f'of the generation, decoding {decode / result[kernels]["generation"]:.0%}')
+            whole = result[kernels]['generation']
+            prefill = result[kernels]['prefill']
+            print(f'{kernels}: {batch * args.new_tokens / whole:.1f} new '
+                  f'tokens/s; the prefill is {prefill / whole:.0%} of the '
+                  f'generation, decoding {(whole - prefill) / whole:.0%}')
 
 
 if __name__ == '__main__':

@@ -220,9 +220,9 @@ class FastImageProcessor:
             if kinds:
                 raise TypeError('Padding to a square takes PIL images (as '
                                 f'LoadImage gives them), got {sorted(kinds)}')
-            return self._stack([
-                self.process_padding(pad_to_square(image, background))
-                for image in images])
+            paddings = [pad_to_square(image, background) for image in images]
+            return self._stack([self.process(padding.canvas, padding)
+                                for padding in paddings])
         return self._stack([self.process(image) for image in images])
 
     @staticmethod
@@ -230,11 +230,6 @@ class FastImageProcessor:
         # numpy stacks: torch.stack may wake its thread pool, which costs
         # more than the copy on a busy machine.
         return torch.from_numpy(np.stack(pixels))
-
-    def process_padding(self, padding: SquarePadding) -> np.ndarray:
-        """One padded image's ``(3, H, W)`` float32 pixel values: those of
-        ``padding.canvas``."""
-        return self.process(padding.canvas, padding)
 
     def process(self, image,
                 padding: Optional[SquarePadding] = None) -> np.ndarray:
