@@ -23,6 +23,7 @@ from mmengine.config import Config
 
 from mmllava.apis import get_model
 from mmllava.registry import HOOKS
+from mmllava.utils.image_token_counts import fill_image_token_counts
 
 CONFIG = Path('configs/llava/llava-tiny_demo_ft.py')
 DATA_DIR = Path('data/demo')
@@ -43,7 +44,7 @@ def main() -> None:
                  f'{Path.cwd()}): run `python tools/run_demo.py` first, '
                  'then this example from the same folder.')
 
-    cfg = Config.fromfile(str(CONFIG))
+    cfg = fill_image_token_counts(Config.fromfile(str(CONFIG)))
     model = get_model(cfg, pretrained=args.work_dir)
     if args.zero_projector:
         with torch.no_grad():

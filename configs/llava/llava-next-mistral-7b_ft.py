@@ -23,7 +23,6 @@ train_dataloader = dict(dataset=dict(pipeline=[
     dict(type='AnyResImage', image_processor=_base_.image_processor,
          grid_pinpoints=_base_.image_grid_pinpoints),
     dict(type='TokenizeConversation', tokenizer=tokenizer, template=template,
-         max_length=_base_.max_length,
-         num_image_tokens=_base_.anyres_token_count),
+         max_length=_base_.max_length),
     dict(type='PackLLaVAInputs'),
 ]))

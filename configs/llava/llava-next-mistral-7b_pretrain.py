@@ -14,7 +14,6 @@ train_dataloader = dict(dataset=dict(pipeline=[
     dict(type='LoadImage'),
     dict(type='ProcessImage', image_processor=_base_.image_processor),
     dict(type='TokenizeConversation', tokenizer=tokenizer, template='plain',
-         max_length=_base_.max_length,
-         num_image_tokens=_base_.num_image_tokens),
+         max_length=_base_.max_length),
     dict(type='PackLLaVAInputs'),
 ]))

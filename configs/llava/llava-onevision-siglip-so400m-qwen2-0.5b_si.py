@@ -22,9 +22,6 @@ image_grid_pinpoints = [(rows * _base_.tile_size, columns * _base_.tile_size)
 # newlines included, where a 2304-px square would cost 27,135 on its 6x6
 # grid.
 anyres_max = 9
-anyres_token_count = dict(_base_.anyres_token_count,
-                          grid_pinpoints=image_grid_pinpoints,
-                          anyres_max=anyres_max)
 tokenizer = dict(_base_.tokenizer, pretrained=llm_path)
 
 model = dict(llm=dict(pretrained=llm_path), tokenizer=tokenizer,
@@ -47,8 +44,7 @@ train_dataloader = dict(
             dict(type='AnyResImage', image_processor=_base_.image_processor,
                  grid_pinpoints=image_grid_pinpoints),
             dict(type='TokenizeConversation', tokenizer=tokenizer,
-                 template='qwen_1_5', max_length=_base_.max_length,
-                 num_image_tokens=anyres_token_count),
+                 template='qwen_1_5', max_length=_base_.max_length),
             dict(type='PackLLaVAInputs'),
         ]))
 optim_wrapper = dict(accumulative_counts=2)

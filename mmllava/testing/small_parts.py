@@ -21,9 +21,9 @@ from mmllava.model_index import repo_root
 DEMO_MODEL_BASE = 'configs/llava/_base_/models/llava-tiny_demo.py'
 #: Layers of CLIP ViT-L/14 (224 and 336 px), the ShareGPT4V recipes' tower.
 CLIP_VIT_L_LAYERS = 24
-#: The recipes' top-level variables that name a part or its geometry.
+#: The recipes' top-level variables that name a part or the model's length.
 PART_VARIABLES = ('vision_encoder_path', 'llm_path', 'tokenizer',
-                  'image_processor', 'num_image_tokens', 'max_length')
+                  'image_processor', 'max_length')
 
 
 def demo_parts() -> Config:
@@ -64,16 +64,17 @@ def same_share_of_layers(layer: int, tower_layers: int,
 
 def _use_small_transforms(node: Any, parts: Config) -> None:
     """Point every image processor and tokenizer of the pipelines under
-    ``node`` at the small parts, with their image-token count and length."""
+    ``node`` at the small parts and their length, and drop a typed
+    image-token count (that of the recipe's tower)."""
     if isinstance(node, dict):
         kind = node.get('type')
         if kind == 'ProcessImage':
             node['image_processor'] = copy.deepcopy(parts.image_processor)
         elif kind == 'TokenizeConversation':
             node['tokenizer'] = copy.deepcopy(parts.tokenizer)
-            for key in ('num_image_tokens', 'max_length'):
-                if key in node:
-                    node[key] = parts[key]
+            node.pop('num_image_tokens', None)
+            if 'max_length' in node:
+                node['max_length'] = parts.max_length
         for value in node.values():
             _use_small_transforms(value, parts)
     elif isinstance(node, (list, tuple)):
@@ -93,9 +94,12 @@ def with_small_parts(recipe: Config) -> Config:
       gradient checkpointing (a CPU runs them), and pixels stay float32
       (the default data preprocessor).
     - In every pipeline (dataloaders, ``test_pipeline``, hooks) the image
-      processor and the tokenizer become the demo's, and
-      ``num_image_tokens`` and ``max_length`` the demo model's; so do the
-      recipe's variables naming them (:data:`PART_VARIABLES`).
+      processor and the tokenizer become the demo's and ``max_length`` the
+      demo model's; so do the recipe's variables naming them
+      (:data:`PART_VARIABLES`). A ``num_image_tokens`` the recipe types is
+      dropped: the tools derive the demo tower's when the run starts
+      (:mod:`mmllava.utils.image_token_counts`, whose
+      ``fill_image_token_counts`` a pipeline built without them needs).
     - Dataloaders load in the main process (no workers: small data).
 
     The data files, the schedule, the template, what learns and the starting

@@ -5,14 +5,15 @@ optimizer or not at all), and a setting that the model and its pipelines
 both hold with different values."""
 import difflib
 import inspect
-import json
 import logging
-from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import FlexibleRunner, Runner
+
+from mmllava.utils.image_token_counts import tower_token_count
+from mmllava.utils.runner_pipelines import runner_tokenize_steps
 
 #: Top-level keys mmllava's tools and recipes read besides the runners'
 #: arguments.
@@ -96,45 +97,13 @@ def check_option_types(cfg: Config, options: Mapping[str, Any]) -> None:
             f'the config\'s value {current!r} is.')
 
 
-#: Where a config's pipelines are that the runner builds.
-RUNNER_PIPELINE_KEYS = ('train_dataloader', 'val_dataloader',
-                        'test_dataloader', 'custom_hooks')
-
-
-def _tokenize_transforms(node: Any, path: str = '') -> list[tuple[str, dict]]:
-    """Every ``TokenizeConversation`` in a config, with its dotted key."""
-    found = []
-    if isinstance(node, Mapping):
-        if node.get('type') == 'TokenizeConversation':
-            found.append((path, node))
-        for key, value in node.items():
-            found += _tokenize_transforms(value, f'{path}.{key}'.lstrip('.'))
-    elif isinstance(node, (list, tuple)):
-        for index, value in enumerate(node):
-            found += _tokenize_transforms(value, f'{path}.{index}')
-    return found
-
-
-def tower_token_count(vision_encoder: Mapping) -> Optional[int]:
-    """Feature rows one image becomes in the tower a config names: its
-    patches, plus the CLS token where kept. None when the tower's folder
-    is not on this machine (building the model will say so)."""
-    folder = vision_encoder.get('pretrained')
-    config_file = Path(folder or '', 'config.json')
-    if folder is None or not config_file.is_file():
-        return None
-    config = json.loads(config_file.read_text())
-    config = config.get('vision_config', config)
-    patches = (config['image_size'] // config['patch_size'])**2
-    keeps_cls = vision_encoder.get('select_feature') == 'cls_patch'
-    return patches + int(keeps_cls)
-
-
 def check_settings_agree(cfg: Config) -> None:
     """Refuse a config whose pipelines and model disagree on a setting
     both hold: the chat template, the tokenizer folder, and the feature
-    rows of an image (against the tower's own geometry; with AnyRes, the
-    grids, merge type and ``anyres_max`` that truncation counts with).
+    rows of an image where a pipeline types them (against the tower's own
+    geometry; with AnyRes, the grids, merge type and ``anyres_max`` that
+    truncation counts with). Where none is typed,
+    :mod:`mmllava.utils.image_token_counts` derives the count.
 
     A mismatch would not fail: a pipeline rendering another template than
     the model generates with stops generation at the wrong text, and a
@@ -146,10 +115,7 @@ def check_settings_agree(cfg: Config) -> None:
     recipe = cfg.to_dict()
     model = recipe.get('model') or {}
     tower_rows = tower_token_count(model.get('vision_encoder') or {})
-    # What the runner builds (a config's other top-level names are its own
-    # variables, which may hold another stage's pipeline).
-    used = {key: recipe[key] for key in RUNNER_PIPELINE_KEYS if key in recipe}
-    for key, transform in _tokenize_transforms(used):
+    for key, transform in runner_tokenize_steps(recipe):
         pairs = [('template', model.get('template'),
                   transform.get('template')),
                  ('tokenizer.pretrained',

@@ -19,6 +19,7 @@ from mmllava.utils.config_checks import (check_option_types,
                                          check_settings_agree,
                                          warn_unknown_top_level_keys)
 from mmllava.utils.extension_locks import build_lock_warning
+from mmllava.utils.image_token_counts import fill_image_token_counts
 
 
 def close_process_groups() -> None:
@@ -39,8 +40,10 @@ def close_process_groups() -> None:
 def apply_runner_args(cfg: Config, args: argparse.Namespace) -> Config:
     """The launcher, ``--cfg-options`` (type-checked), the work dir
     (default ``work_dirs/<config name>``) and the strict-load check
-    (``--allow-partial-load``); warns about misspelled top-level keys and
-    refuses a model and pipelines that disagree."""
+    (``--allow-partial-load``); warns about misspelled top-level keys,
+    gives the pipelines the image-token count of the model's tower
+    (:func:`fill_image_token_counts`) and refuses a model and pipelines
+    that disagree."""
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         check_option_types(cfg, args.cfg_options)
@@ -62,6 +65,7 @@ def apply_runner_args(cfg: Config, args: argparse.Namespace) -> Config:
         hooks['strict_load'] = dict(hooks['strict_load'], allow_partial=True)
     cfg.default_hooks = hooks
     warn_unknown_top_level_keys(cfg)
+    fill_image_token_counts(cfg)
     check_settings_agree(cfg)
     return cfg
 

@@ -32,6 +32,7 @@ from mmllava.registry import DATASETS, MODELS
 from mmllava.testing.small_parts import (demo_parts, same_share_of_layers,
                                          with_small_parts)
 from mmllava.testing.timeouts import scaled_timeout
+from mmllava.utils.image_token_counts import fill_image_token_counts
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / 'configs/llava'
@@ -207,7 +208,7 @@ def built(in_workspace, stage1_projector) -> Callable[[str], Built]:
 
     def build(name: str) -> Built:
         if name not in cache:
-            cfg = with_small_parts(recipe(name))
+            cfg = fill_image_token_counts(with_small_parts(recipe(name)))
             if cfg.model.projector_pretrained is not None:
                 cfg.model.projector_pretrained = stage1_projector[0]
             torch.manual_seed(0)

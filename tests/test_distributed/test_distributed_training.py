@@ -32,6 +32,7 @@ from mmllava.constants import IMAGE_TOKEN_INDEX
 from mmllava.converters.deepspeed_checkpoint import \
     consolidate_deepspeed_checkpoint
 from mmllava.testing.timeouts import scaled_timeout
+from mmllava.utils.image_token_counts import rows_per_tile
 from mmllava.utils.plot import find_scalars_file, load_scalars
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +42,8 @@ GLOBAL_BATCH = 4
 # The image rows and 8 text tokens: every caption is cut to 7 supervised
 # tokens (the shortest of the 4 has 9), so that each process's mean loss
 # weighs its tokens as the one-process run does.
-MAX_LENGTH = mmengine.Config.fromfile(str(CONFIG)).num_image_tokens + 8
+MAX_LENGTH = rows_per_tile(
+    mmengine.Config.fromfile(str(CONFIG)).demo.vision_config) + 8
 OPTIONS = (
     'model.freeze_llm=False',
     f'train_dataloader.dataset.indices={GLOBAL_BATCH}',

@@ -26,6 +26,7 @@ from mmllava.models.packing import (PACKED_SDPA, check_packing_cfg,
                                     plan_rows, use_packed_attention)
 from mmllava.registry import MODELS
 from mmllava.testing.timeouts import scaled_timeout
+from mmllava.utils.image_token_counts import fill_image_token_counts
 from mmllava.utils.plot import find_scalars_file, load_scalars
 
 IMG = IMAGE_TOKEN_INDEX
@@ -393,7 +394,7 @@ DEMO_MAX_LENGTH = 512  # the demo's model max length
 def test_packed_loss_equals_padded_under_the_length_grouped_sampler(
         demo_workspace, monkeypatch):
     monkeypatch.chdir(demo_workspace)
-    cfg = Config.fromfile(str(STAGE2_CONFIG))
+    cfg = fill_image_token_counts(Config.fromfile(str(STAGE2_CONFIG)))
     assert cfg.train_dataloader.sampler.type == 'LengthGroupedSampler'
     cfg.train_dataloader.update(batch_size=4, num_workers=0,
                                 persistent_workers=False)

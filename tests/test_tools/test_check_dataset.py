@@ -1,14 +1,17 @@
-"""``tools/data/check_dataset.py``: settings from a config, the printed
-report and summary, ``--out`` and the exit status."""
+"""``tools/data/check_dataset.py``: settings from a config (the image-token
+count derived from its tower), the printed report and summary, ``--out``
+and the exit status."""
 import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from PIL import Image
+from transformers import CLIPVisionConfig
 
 from mmllava.testing.timeouts import scaled_timeout
 
@@ -30,6 +33,26 @@ def record(record_id: str, image: str = 'photo.png',
         {'from': 'gpt', 'value': answer}])
 
 
+def write_config(path: Path, workspace: Path, tokenizer_folder: str,
+                 model: Optional[dict] = None, step_extra: str = '') -> str:
+    """A config whose TokenizeConversation truncates, with ``model`` (if
+    given) and ``step_extra`` (more arguments of the step) written in."""
+    model_line = '' if model is None else f'model = {model!r}\n'
+    path.write_text(model_line + f'''
+train_dataloader = dict(dataset=dict(
+    type='LLaVADataset', data_file='unused.json',
+    image_folder={str(workspace / 'images')!r},
+    pipeline=[
+        dict(type='LoadImage'),
+        dict(type='TokenizeConversation',
+             tokenizer=dict(type='PretrainedTokenizer',
+                            pretrained={tokenizer_folder!r}),
+             template='vicuna_v1', max_length=128{step_extra}),
+    ]))
+''')
+    return str(path)
+
+
 @pytest.fixture(scope='module')
 def workspace(tmp_path_factory, tokenizer_folder) -> Path:
     """Images, a clean and a broken data file, and a config whose dataset
@@ -44,18 +67,8 @@ def workspace(tmp_path_factory, tokenizer_folder) -> Path:
         record('a'), record('b', image='missing.png'),
         record('c', image='text.jpg'), record('a'),
         record('d', answer=' '.join(['long'] * 150))]))
-    (root / 'config.py').write_text(f'''
-train_dataloader = dict(dataset=dict(
-    type='LLaVADataset', data_file='unused.json',
-    image_folder={str(root / 'images')!r},
-    pipeline=[
-        dict(type='LoadImage'),
-        dict(type='TokenizeConversation',
-             tokenizer=dict(type='PretrainedTokenizer',
-                            pretrained={tokenizer_folder!r}),
-             template='vicuna_v1', max_length=128, num_image_tokens=16),
-    ]))
-''')
+    write_config(root / 'config.py', root, tokenizer_folder,
+                 step_extra=', num_image_tokens=16')
     return root
 
 
@@ -92,6 +105,40 @@ def test_command_line_overrides_config(workspace, capsys):
         str(workspace / 'config.py'), '--max-length', '20'])
     assert status == 1
     assert 'truncated_to_nothing' in capsys.readouterr().out
+
+
+def test_the_image_count_is_derived_from_the_tower(
+        workspace, tmp_path, tokenizer_folder, capsys):
+    CLIPVisionConfig(image_size=48, patch_size=16).save_pretrained(
+        tmp_path / 'tower')
+    encoder = dict(type='CLIPVisionEncoder',
+                   pretrained=str(tmp_path / 'tower'))
+    clean, out = str(workspace / 'clean.json'), tmp_path / 'out.json'
+    tool = load_tool()
+    config = write_config(tmp_path / 'config.py', workspace,
+                          tokenizer_folder,
+                          dict(type='LLaVA', vision_encoder=encoder))
+    assert tool.main([clean, '--config', config, '--out', str(out)]) == 0
+    assert json.loads(out.read_text())['num_image_tokens'] == 9
+    # Without the tower the error names the step's key and the folder.
+    config = write_config(tmp_path / 'no_tower.py', workspace,
+                          tokenizer_folder,
+                          dict(type='LLaVA', vision_encoder=dict(
+                              encoder, pretrained=str(tmp_path / 'none'))))
+    assert tool.main([clean, '--config', config]) == 2
+    assert 'train_dataloader.dataset.pipeline.1.num_image_tokens is ' \
+        f'derived from the tower\'s config.json, but {tmp_path}/none/' \
+        'config.json is not here' in capsys.readouterr().err
+    # An AnyRes model counts each image from its size: one count is asked.
+    config = write_config(tmp_path / 'anyres.py', workspace,
+                          tokenizer_folder,
+                          dict(type='LLaVA', vision_encoder=encoder,
+                               image_aspect_ratio='anyres',
+                               image_grid_pinpoints=[(48, 96)]))
+    assert tool.main([clean, '--config', config]) == 2
+    assert 'give --num-image-tokens' in capsys.readouterr().err
+    assert tool.main([clean, '--config', config,
+                      '--num-image-tokens', '9']) == 0
 
 
 def test_cannot_run_exits_2(workspace, capsys):

@@ -1,21 +1,21 @@
 """``mmllava/utils/config_checks.py``: a misspelled top-level key is
 warned about with the key it is close to, a ``--cfg-options`` value of the
 wrong type stops the tools, naming the key and the type, and a model and
-pipelines that disagree on the template, the tokenizer or the image-token
-count are refused, naming both values."""
+pipelines that disagree on the template, the tokenizer or a typed
+image-token count are refused, naming both values."""
 import argparse
 from pathlib import Path
 
 import pytest
 from mmengine.config import Config, DictAction
-from transformers import CLIPVisionConfig
+from transformers import CLIPVisionConfig, SiglipVisionConfig
 
-from mmllava.utils.config_checks import (RUNNER_PIPELINE_KEYS,
-                                         _tokenize_transforms,
-                                         check_option_types,
+from mmllava.utils.config_checks import (check_option_types,
                                          check_settings_agree,
                                          warn_unknown_top_level_keys)
+from mmllava.utils.image_token_counts import fill_image_token_counts
 from mmllava.utils.launch import apply_runner_args
+from mmllava.utils.runner_pipelines import runner_tokenize_steps
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / 'configs/llava').glob('*.py'))
@@ -107,9 +107,7 @@ DEMO_FT = REPO / 'configs/llava/llava-tiny_demo_ft.py'
 
 
 def test_the_check_reads_the_runner_s_pipelines():
-    found = _tokenize_transforms(
-        {key: value for key, value in Config.fromfile(str(DEMO_FT)).items()
-         if key in RUNNER_PIPELINE_KEYS})
+    found = runner_tokenize_steps(Config.fromfile(str(DEMO_FT)))
     # The demo's stage 2 tests in its own test configs.
     assert sorted(key for key, _ in found) == [
         'custom_hooks.1.pipeline.2', 'custom_hooks.2.pipeline.2',
@@ -144,12 +142,8 @@ def test_image_tokens_are_checked_against_the_tower(tmp_path, select_feature,
     cfg = Config.fromfile(str(DEMO_FT))
     cfg.model.vision_encoder.pretrained = str(tmp_path)
     cfg.model.vision_encoder.select_feature = select_feature
-    for key, transform in _tokenize_transforms(cfg.to_dict()):
-        if transform.get('num_image_tokens') is not None:
-            node = cfg
-            for part in key.split('.'):
-                node = node[int(part)] if part.isdigit() else node[part]
-            node.num_image_tokens = rows
+    fill_image_token_counts(cfg)
+    assert cfg.train_dataloader.dataset.pipeline[2].num_image_tokens == rows
     check_settings_agree(cfg)
     cfg.train_dataloader.dataset.pipeline[2].num_image_tokens = 576
     with pytest.raises(ValueError) as error:
@@ -173,11 +167,15 @@ ONEVISION = REPO / 'configs/llava' / \
     ('grid_pinpoints', [(384, 768)],
      'model.image_grid_pinpoints is [[384, 384], [768, 384], '),
 ], ids=['anyres_max', 'merge_type', 'grid_pinpoints'])
-def test_an_anyres_count_other_than_the_model_s_is_refused(key, value,
-                                                            message):
+def test_an_anyres_count_other_than_the_model_s_is_refused(
+        tmp_path, key, value, message):
     """Truncation counting rows with other grids, another merge or another
     budget than the model's would cut samples at the wrong place."""
+    SiglipVisionConfig(image_size=384, patch_size=14).save_pretrained(
+        tmp_path)
     cfg = Config.fromfile(str(ONEVISION))
+    cfg.model.vision_encoder.pretrained = str(tmp_path)
+    fill_image_token_counts(cfg)
     check_settings_agree(cfg)
     cfg.train_dataloader.dataset.pipeline[2].num_image_tokens[key] = value
     with pytest.raises(ValueError) as error:

@@ -10,9 +10,10 @@ Every bad record is reported with its index, id, a reason code and a message,
 then every warning (a record training takes, but not quite as written), then a
 count per reason. With ``--config``, the tokenizer, chat template,
 ``max_length`` and ``num_image_tokens`` come from the ``TokenizeConversation``
-step of ``train_dataloader.dataset.pipeline`` and the image folder from the
-dataset's ``image_folder``; options given here override them. Without a
-tokenizer the length checks are skipped.
+step of ``train_dataloader.dataset.pipeline`` (the image-token count derived
+from the model's tower where the step types none, as in training) and the
+image folder from the dataset's ``image_folder``; options given here override
+them. Without a tokenizer the length checks are skipped.
 
 Exit status: 0 when the file is clean (warnings allowed), 1 when problems were
 found, 2 when the check could not run (no such file, a bad option or config).
@@ -21,13 +22,14 @@ import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Mapping, Optional
 
 from mmengine.config import Config
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
                            TextColumn, TimeRemainingColumn)
 
 from mmllava.templates import get_template
+from mmllava.utils.image_token_counts import fill_image_token_counts
 
 if TYPE_CHECKING:
     from mmllava.datasets.checks import Report
@@ -69,9 +71,20 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def settings_from_config(config_file: str) -> dict:
-    """The dataset's image folder and its TokenizeConversation settings."""
+def settings_from_config(config_file: str,
+                         derive_image_tokens: bool = True) -> dict:
+    """The dataset's image folder and its TokenizeConversation settings.
+
+    Args:
+        config_file (str): A training config.
+        derive_image_tokens (bool): Give a step that truncates and types no
+            ``num_image_tokens`` the count of the model's tower, as the
+            tools do (:func:`fill_image_token_counts`, which needs the
+            tower's ``config.json``). Defaults to True.
+    """
     cfg = Config.fromfile(config_file)
+    if derive_image_tokens:
+        fill_image_token_counts(cfg)
     dataset = cfg.get('train_dataloader', {}).get('dataset')
     if dataset is None:
         raise ValueError(f'{config_file}: no train_dataloader.dataset')
@@ -93,7 +106,8 @@ def resolve_settings(args: argparse.Namespace) -> dict:
     settings = dict(image_folder=None, tokenizer=None, template=None,
                     max_length=None, num_image_tokens=None)
     if args.config:
-        settings.update(settings_from_config(args.config))
+        settings.update(settings_from_config(
+            args.config, derive_image_tokens=args.num_image_tokens is None))
     if args.tokenizer:
         settings['tokenizer'] = dict(type='PretrainedTokenizer',
                                      pretrained=args.tokenizer)
@@ -104,6 +118,12 @@ def resolve_settings(args: argparse.Namespace) -> dict:
     if settings['image_folder'] is None:
         raise ValueError('give --image-folder (or a --config whose dataset '
                          'has an image_folder)')
+    if settings['max_length'] is not None and \
+            isinstance(settings['num_image_tokens'], Mapping):
+        raise ValueError(
+            f'{args.config}: an AnyRes model counts each image from its '
+            'size, which this check does not; give --num-image-tokens (one '
+            'count for every image) to check lengths.')
     return settings
 
 

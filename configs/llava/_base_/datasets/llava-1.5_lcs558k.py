@@ -18,8 +18,7 @@ train_dataloader = dict(
             dict(type='ProcessImage',
                  image_processor=_base_.image_processor),
             dict(type='TokenizeConversation', tokenizer=_base_.tokenizer,
-                 template='plain', max_length=_base_.max_length,
-                 num_image_tokens=_base_.num_image_tokens),
+                 template='plain', max_length=_base_.max_length),
             dict(type='PackLLaVAInputs'),
         ]),
 )

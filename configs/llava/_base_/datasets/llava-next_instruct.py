@@ -22,8 +22,7 @@ train_dataloader = dict(
             dict(type='AnyResImage', image_processor=_base_.image_processor,
                  grid_pinpoints=_base_.image_grid_pinpoints),
             dict(type='TokenizeConversation', tokenizer=_base_.tokenizer,
-                 template='vicuna_v1', max_length=_base_.max_length,
-                 num_image_tokens=_base_.anyres_token_count),
+                 template='vicuna_v1', max_length=_base_.max_length),
             dict(type='PackLLaVAInputs'),
         ]),
 )

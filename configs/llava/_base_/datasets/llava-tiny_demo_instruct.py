@@ -14,7 +14,6 @@ train_dataloader.dataset.pipeline = [
     dict(type='ProcessImage', image_processor=_base_.image_processor,
          pad_to_square=_base_.image_mean),
     dict(type='TokenizeConversation', tokenizer=_base_.tokenizer,
-         template='vicuna_v1', max_length=_base_.max_length,
-         num_image_tokens=_base_.num_image_tokens),
+         template='vicuna_v1', max_length=_base_.max_length),
     dict(type='PackLLaVAInputs'),
 ]

@@ -3,8 +3,8 @@
 vision_encoder_path = 'checkpoints/clip-vit-large-patch14-336'
 llm_path = 'checkpoints/vicuna-7b-v1.5'
 
-# (336 / 14) ** 2 patches per image; CLS dropped.
-num_image_tokens = 576
+# Truncation counts an image as (336 / 14) ** 2 = 576 rows (CLS dropped),
+# derived from the tower's config.json when the run starts.
 max_length = 2048
 # CLIP's image mean: LLaVA-1.5 pads images to squares of this colour.
 image_mean = (0.48145466, 0.4578275, 0.40821073)

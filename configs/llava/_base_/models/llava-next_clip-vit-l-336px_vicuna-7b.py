@@ -5,7 +5,6 @@ vision_encoder_path = 'checkpoints/clip-vit-large-patch14-336'
 llm_path = 'checkpoints/vicuna-7b-v1.5'
 
 # (336 / 14) ** 2 = 24 x 24 patches per 336-px tile; CLS dropped.
-tile_size, patch_size = 336, 14
 # llava-v1.6 config.json: tokenizer_model_max_length 4096 (a square image
 # alone takes 576 + 48 x 49 = 2928 rows).
 max_length = 4096
@@ -16,10 +15,6 @@ max_length = 4096
 image_grid_pinpoints = [(672, 336), (336, 672), (672, 672), (336, 1008),
                         (1008, 336)]
 mm_patch_merge_type = 'spatial_unpad'
-# How many LLM rows an image becomes, from its size (for truncation).
-anyres_token_count = dict(grid_pinpoints=image_grid_pinpoints,
-                          tile_size=tile_size, patch_size=patch_size,
-                          merge_type=mm_patch_merge_type)
 
 tokenizer = dict(
     type='PretrainedTokenizer', pretrained=llm_path,

@@ -7,8 +7,8 @@ vision_encoder_path = 'checkpoints/siglip-so400m-patch14-384'
 llm_path = 'checkpoints/Qwen1.5-0.5B-Chat'
 
 # (384 / 14) ** 2 = 27 x 27 patches per 384-px tile; SigLIP has no CLS token.
-tile_size, patch_size = 384, 14
-num_image_tokens = 729
+# The tile side, which AnyRes grids are multiples of.
+tile_size = 384
 # The official model_max_length of stages 1.5 and 2 (stage 1: 8192).
 max_length = 32768
 # AnyRes grids of the official SigLIP-384 recipes, 1x2, 2x1, 2x2, 1x3 and 3x1
@@ -18,10 +18,6 @@ max_length = 32768
 # mmllava; the model and the data pipeline both read this list.
 image_grid_pinpoints = [(768, 384), (384, 768), (768, 768), (384, 1152),
                         (1152, 384)]
-# How many LLM rows an image becomes, from its size (for truncation).
-anyres_token_count = dict(grid_pinpoints=image_grid_pinpoints,
-                          tile_size=tile_size, patch_size=patch_size,
-                          merge_type='spatial_unpad')
 
 # Qwen1.5 chat: no BOS, eos <|im_end|>, pad <|endoftext|>.
 tokenizer = dict(

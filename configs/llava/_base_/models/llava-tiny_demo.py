@@ -10,8 +10,8 @@ vision_encoder_path = demo_root + 'vision_encoder'
 llm_path = demo_root + 'llm'
 tokenizer_path = demo_root + 'tokenizer'
 
-# (48 / 16) ** 2 patches per image; CLS dropped.
-num_image_tokens = 9
+# Truncation counts an image as (48 / 16) ** 2 = 9 rows (CLS dropped),
+# derived from the tower's config.json when the run starts.
 max_length = 512
 image_mean = (0.48145466, 0.4578275, 0.40821073)
 

@@ -2,10 +2,9 @@
 # linear projector, Vicuna-7B v1.3. Weights come from local folders.
 _base_ = ['./llava-1.5_clip-vit-l-336px_vicuna-7b.py']
 
+# (224 / 14) ** 2 = 256 patches per image; CLS dropped.
 vision_encoder_path = 'checkpoints/clip-vit-large-patch14'
 llm_path = 'checkpoints/vicuna-7b-v1.3'
-# (224 / 14) ** 2 patches per image; CLS dropped.
-num_image_tokens = 256
 
 tokenizer = dict(pretrained=llm_path)
 image_processor = dict(pretrained=vision_encoder_path)
