@@ -60,7 +60,7 @@ def _with_image(text: str, rng: random.Random) -> str:
     return f'{text}\n{IMAGE_PLACEHOLDER}'
 
 
-def _image_record(record_id: str, scene: Scene, pairs: list[tuple[str, str]],
+def image_record(record_id: str, scene: Scene, pairs: list[tuple[str, str]],
                   rng: Optional[random.Random] = None) -> dict:
     """An image record whose first question carries the placeholder: placed
     at random with ``rng``, else first (as in LLaVA's eval prompts)."""
@@ -80,7 +80,7 @@ def _pick(questions: dict[str, list[QA]], number: int,
 
 def pretrain_record(scene: Scene, rng: random.Random) -> dict:
     """A stage-1 caption record (``blip_laion_cc_sbu_558k.json`` style)."""
-    return _image_record(scene.id, scene,
+    return image_record(scene.id, scene,
                          [(rng.choice(BRIEF_PROMPTS), caption(scene))], rng)
 
 
@@ -100,22 +100,22 @@ def instruct_records(scene: Scene, rng: random.Random) -> list[dict]:
     conversation = _pick(questions, rng.randint(2, 4), rng)
     short = _pick(questions, len(questions), rng)
     if rng.random() < 0.5:
-        long_record = _image_record(
+        long_record = image_record(
             f'{scene.id}_detail', scene,
             [(rng.choice(DETAIL_PROMPTS), detailed_description(scene))], rng)
     else:
         reasoning = reasoning_question(scene, rng)
-        long_record = _image_record(f'{scene.id}_reasoning', scene,
+        long_record = image_record(f'{scene.id}_reasoning', scene,
                                     [(reasoning.question, reasoning.answer)],
                                     rng)
     return [
-        _image_record(f'{scene.id}_conversation', scene,
+        image_record(f'{scene.id}_conversation', scene,
                       [(qa.question, qa.answer) for qa in conversation], rng),
-        _image_record(f'{scene.id}_short', scene,
+        image_record(f'{scene.id}_short', scene,
                       [(f'{qa.question}\n{SHORT_ANSWER_PROMPT}',
                         upper_first(qa.short)) for qa in short]),
         long_record,
-        _image_record(f'{scene.id}_caption', scene,
+        image_record(f'{scene.id}_caption', scene,
                       [(CAPTION_PROMPT, caption(scene))]),
     ]
 
@@ -146,7 +146,7 @@ def eval_records(scene: Scene, rng: random.Random,
     ]
     records = []
     for kind, question, answer in pairs:
-        record = _image_record(f'{scene.id}_{kind}', scene,
+        record = image_record(f'{scene.id}_{kind}', scene,
                                [(question, answer)])
         records.append(
             dict(record, question_id=record['id'], type=kind, answer=answer))
