@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import torch
 
 from mmllava.constants import IGNORE_INDEX
+from mmllava.models.model_inputs import LLaVAInputs
 from mmllava.templates import GPT
 from mmllava.datasets.question_dataset import human_turn
 
@@ -142,13 +143,10 @@ class LMMSAdapter:
                 human_turn(context, image is not None),
                 {'from': GPT, 'value': str(continuation)}], image)
             batch = model.data_preprocessor(pseudo_collate([sample]), False)
-            num_images = batch.get('num_images') or [0]
             # The model's own loss path (as sample_losses), keeping the
             # logits: (1, L) -> (N_supervised, V).
-            embeds, mask, labels = model._embed_inputs(
-                batch['input_ids'], batch['attention_mask'], batch['labels'],
-                batch.get('pixel_values'), num_images,
-                batch.get('data_samples'), 'right', batch.get('image_sizes'))
+            embeds, mask, labels = model.embed_inputs(
+                LLaVAInputs.from_batch(batch), 'right')
             hidden, targets = model._next_token_states(embeds, mask, labels)
             supervised = targets != IGNORE_INDEX
             logits = model.llm.get_output_embeddings()(

@@ -17,6 +17,7 @@ from mmllava.models.anyres import (MERGE_TYPES, Size, check_anyres_max,
                                    merge_tile_features, num_tiles)
 from mmllava.models.generated_text import GeneratedText, ended
 from mmllava.models.lora import apply_lora
+from mmllava.models.model_inputs import LLaVAInputs
 from mmllava.models.packing import (check_packing_cfg, pack_batch,
                                     use_packed_attention)
 from mmllava.models.projectors import build_projector
@@ -434,15 +435,18 @@ class LLaVA(BaseModel):
             start += count
         return per_sample
 
-    def _embed_inputs(self, input_ids, attention_mask, labels, pixel_values,
-                      num_images, data_samples, padding_side,
-                      image_sizes=None):
-        features_per_sample = self.image_features(pixel_values, num_images,
-                                                  image_sizes)
+    def embed_inputs(self, inputs: LLaVAInputs, padding_side: str
+                     ) -> tuple[torch.Tensor, torch.Tensor,
+                                Optional[torch.Tensor]]:
+        """The LLM's input embeddings, with each image's features spliced
+        in where its placeholder stood, and the matching attention mask and
+        labels (None without labels), padded on ``padding_side``."""
+        features_per_sample = self.image_features(
+            inputs.pixel_values, inputs.num_images, inputs.image_sizes)
         return splice_image_features(
-            input_ids, attention_mask, labels, features_per_sample,
-            self.llm.get_input_embeddings(), padding_side,
-            sample_ids(data_samples))
+            inputs.input_ids, inputs.attention_mask, inputs.labels,
+            features_per_sample, self.llm.get_input_embeddings(),
+            padding_side, sample_ids(inputs.data_samples))
 
     def forward(self,
                 input_ids: torch.Tensor,
@@ -460,24 +464,20 @@ class LLaVA(BaseModel):
         logits ``(B, L', V)``. ``image_sizes`` (``'anyres'``): see
         :meth:`image_features`.
         """
-        num_images = num_images if num_images is not None \
-            else [0] * len(input_ids)
+        inputs = LLaVAInputs(input_ids, attention_mask, labels, pixel_values,
+                             num_images, image_sizes, data_samples)
         if mode == 'loss':
-            return self.loss(input_ids, attention_mask, labels, pixel_values,
-                             num_images, data_samples, image_sizes)
+            return self.loss(inputs)
         if mode == 'predict':
-            return self.predict(input_ids, attention_mask, pixel_values,
-                                num_images, data_samples, image_sizes)
+            return self.predict(inputs)
         if mode == 'tensor':
-            embeds, mask, _ = self._embed_inputs(
-                input_ids, attention_mask, None, pixel_values, num_images,
-                data_samples, 'right', image_sizes)
+            embeds, mask, _ = self.embed_inputs(inputs.without_labels(),
+                                                'right')
             return self.llm(inputs_embeds=embeds, attention_mask=mask,
                             use_cache=False).logits
         raise ValueError(f'Unknown mode {mode!r}')
 
-    def loss(self, input_ids, attention_mask, labels, pixel_values,
-             num_images, data_samples, image_sizes=None) -> dict:
+    def loss(self, inputs: LLaVAInputs) -> dict:
         """Next-token cross entropy over supervised tokens only.
 
         Logits are computed only where a label is supervised (the LM head
@@ -485,14 +485,12 @@ class LLaVA(BaseModel):
         A batch without supervised tokens gives a zero loss with zero
         gradient.
         """
-        if labels is None:
+        if inputs.labels is None:
             raise ValueError("mode='loss' needs labels")
-        embeds, mask, labels = self._embed_inputs(
-            input_ids, attention_mask, labels, pixel_values, num_images,
-            data_samples, 'right', image_sizes)
+        embeds, mask, labels = self.embed_inputs(inputs, 'right')
         if self.packing_max_length is not None:
             packed = pack_batch(embeds, mask, labels, self.packing_max_length,
-                                sample_ids(data_samples))
+                                sample_ids(inputs.data_samples))
             # (R, L_row, C); targets are already shifted per sample.
             hidden = self.llm.get_decoder()(
                 **packed.llm_kwargs()).last_hidden_state
@@ -504,7 +502,7 @@ class LLaVA(BaseModel):
         # Keeps the graph connected (zero gradient) when nothing is
         # supervised, so every parameter still gets a gradient.
         loss = loss + hidden.sum() * 0.0
-        if pixel_values is None:
+        if inputs.pixel_values is None:
             loss = loss + self._empty_image_term()
         return dict(loss=loss)
 
@@ -533,11 +531,9 @@ class LLaVA(BaseModel):
         if labels is None:
             raise ValueError('sample_losses needs labels (a training '
                              "pipeline's TokenizeConversation, mode='train')")
-        num_images = num_images if num_images is not None \
-            else [0] * len(input_ids)
-        embeds, mask, labels = self._embed_inputs(
-            input_ids, attention_mask, labels, pixel_values, num_images,
-            data_samples, 'right', image_sizes)
+        embeds, mask, labels = self.embed_inputs(
+            LLaVAInputs(input_ids, attention_mask, labels, pixel_values,
+                        num_images, image_sizes, data_samples), 'right')
         hidden, targets = self._next_token_states(embeds, mask, labels)
         token_losses, supervised = self._supervised_losses(hidden, targets,
                                                            'none')
@@ -594,15 +590,12 @@ class LLaVA(BaseModel):
         return features.sum() * 0.0
 
     @torch.no_grad()
-    def predict(self, input_ids, attention_mask, pixel_values, num_images,
-                data_samples, image_sizes=None) -> list[DataSample]:
+    def predict(self, inputs: LLaVAInputs) -> list[DataSample]:
         """Generate with ``generation_cfg`` (greedy by default) and set each
         sample's ``pred_text``, and ``pred_cut``: whether the answer reached
         the token budget before its end."""
-        texts = self.generate_answers(input_ids, attention_mask,
-                                      pixel_values, num_images, data_samples,
-                                      image_sizes=image_sizes)
-        samples = data_samples or [DataSample() for _ in texts]
+        texts = self.generate_from(inputs)
+        samples = inputs.data_samples or [DataSample() for _ in texts]
         for sample, text in zip(samples, texts):
             sample.set_field(str(text), 'pred_text', field_type='metainfo')
             sample.set_field(text.cut, 'pred_cut', field_type='metainfo')
@@ -637,17 +630,23 @@ class LLaVA(BaseModel):
             **generation_kwargs: Override ``generation_cfg`` for this call
                 (e.g. ``max_new_tokens``, ``streamer``).
         """
-        num_images = num_images if num_images is not None \
-            else [0] * len(input_ids)
+        return self.generate_from(
+            LLaVAInputs(input_ids, attention_mask, None, pixel_values,
+                        num_images, image_sizes, data_samples),
+            warn_when_cut, **generation_kwargs)
+
+    @torch.no_grad()
+    def generate_from(self, inputs: LLaVAInputs, warn_when_cut: bool = True,
+                      **generation_kwargs) -> list[str]:
+        """:meth:`generate_answers` on :class:`LLaVAInputs` (their labels,
+        if any, are ignored)."""
         config = {**self.generation_cfg, **generation_kwargs}
         # A stop text other than EOS (``plain`` stops at a newline) ends
         # generation early instead of running to max_new_tokens.
         if self.template.stop != self.tokenizer.eos_token:
             config.setdefault('stop_strings', [self.template.stop])
             config.setdefault('tokenizer', self.tokenizer)
-        embeds, mask, _ = self._embed_inputs(
-            input_ids, attention_mask, None, pixel_values, num_images,
-            data_samples, 'left', image_sizes)
+        embeds, mask, _ = self.embed_inputs(inputs.without_labels(), 'left')
         generated = self.llm.generate(
             inputs_embeds=embeds, attention_mask=mask,
             pad_token_id=self.tokenizer.pad_token_id,
@@ -659,7 +658,7 @@ class LLaVA(BaseModel):
                          self.tokenizer.eos_token_id, self.template.stop)
                for row in rows]
         if warn_when_cut and any(cut):
-            names = sample_ids(data_samples) or list(range(len(rows)))
+            names = sample_ids(inputs.data_samples) or list(range(len(rows)))
             print_log(
                 f'{sum(cut)} of {len(rows)} answers reached the token budget '
                 f'(max_new_tokens={config.get("max_new_tokens")}) before '

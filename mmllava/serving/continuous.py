@@ -28,6 +28,7 @@ from transformers import (DynamicCache, LogitsProcessorList,
                           TemperatureLogitsWarper, TopKLogitsWarper,
                           TopPLogitsWarper)
 
+from mmllava.models.model_inputs import LLaVAInputs
 from mmllava.models.packed_linears import packed_cpu_kernels
 from mmllava.serving.batcher import QueueFull
 from mmllava.serving.engine import GenerationJob
@@ -240,16 +241,10 @@ class ContinuousBatcher:
         model = self.model
         batch = model.data_preprocessor(pseudo_collate(
             [job.sample for job in jobs]))
-        input_ids = batch['input_ids']
-        num_images = batch.get('num_images')
-        num_images = num_images if num_images is not None \
-            else [0] * len(input_ids)
         cache = DynamicCache()
         with packed_cpu_kernels(model):
-            embeds, mask, _ = model._embed_inputs(
-                input_ids, batch['attention_mask'], None,
-                batch.get('pixel_values'), num_images,
-                batch.get('data_samples'), 'left', batch.get('image_sizes'))
+            embeds, mask, _ = model.embed_inputs(
+                LLaVAInputs.from_batch(batch).without_labels(), 'left')
             mask = mask.long()
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             output = model.llm(inputs_embeds=embeds, attention_mask=mask,

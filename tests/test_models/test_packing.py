@@ -21,6 +21,7 @@ from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from mmllava.models.model_inputs import LLaVAInputs
 from mmllava.models.packing import (PACKED_SDPA, check_packing_cfg,
                                     pack_batch, packed_sdpa_attention,
                                     plan_rows, use_packed_attention)
@@ -267,9 +268,10 @@ def test_generation_is_unchanged(models):
 
 
 def _generation_inputs(model, batch):
-    embeds, mask, _ = model._embed_inputs(
-        batch['input_ids'], batch['attention_mask'], None,
-        batch['pixel_values'], batch['num_images'], None, 'left')
+    embeds, mask, _ = model.embed_inputs(
+        LLaVAInputs(batch['input_ids'], batch['attention_mask'],
+                    pixel_values=batch['pixel_values'],
+                    num_images=batch['num_images']), 'left')
     assert not mask.all()
     return dict(inputs_embeds=embeds, attention_mask=mask)
 
