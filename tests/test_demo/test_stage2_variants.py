@@ -92,3 +92,20 @@ def test_tool_writes_curves_per_kind(demo_workspace, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert 'No stage-1 projector' in printed
     assert printed.count('exact match') == 2
+
+
+def test_tool_trains_another_llm_shape(demo_workspace, monkeypatch, capsys):
+    """``--llm-config``: a random-init LLM of another width, with a
+    projector made for it (a stage-1 one would not fit)."""
+    out_dir = demo_workspace / 'work_dirs/curves_wide_test'
+    monkeypatch.chdir(demo_workspace)
+    monkeypatch.setattr(sys, 'argv', [
+        str(TOOL), '--data', 'text', '--steps', '1', '--batch-size', '2',
+        '--num-questions', '4', '--warmup', '1', '--out', str(out_dir),
+        '--llm-config', '{"hidden_size": 64, "intermediate_size": 128}'])
+    runpy.run_path(str(TOOL), run_name='__main__')
+    curves = json.loads((out_dir / 'curves.json').read_text())
+    assert curves['settings']['llm_config'] == dict(hidden_size=64,
+                                                    intermediate_size=128)
+    assert len(curves['rows']) == 1
+    assert 'the projector starts random too' in capsys.readouterr().out

@@ -125,15 +125,18 @@ def build(cfg: Config, data: str, llm_config: dict = None):
     """The demo's stage-2 model and a dataset of ``data``."""
     from mmllava.registry import DATASETS, MODELS
     from mmllava.utils.image_token_counts import fill_image_token_counts
-    if not Path(STAGE1_DIR, 'last_checkpoint').is_file():
+    if llm_config:
+        print('A random-init LLM: the projector starts random too (the '
+              'stage-1 one was aligned to the demo\'s LLM).')
+        cfg.model.llm = dict(type='HFCausalLM',
+                             config={**cfg.demo.llm_config, **llm_config})
+        cfg.model.pop('projector_pretrained')
+    elif not Path(STAGE1_DIR, 'last_checkpoint').is_file():
         print(f'No stage-1 projector in {STAGE1_DIR}: the projector starts '
               'random.')
         cfg.model.pop('projector_pretrained')
     else:
         cfg.model.projector_pretrained = STAGE1_DIR
-    if llm_config:
-        cfg.model.llm = dict(type='HFCausalLM',
-                             config={**cfg.demo.llm_config, **llm_config})
     fill_image_token_counts(cfg)
     model = MODELS.build(cfg.model)
     model.cfg = cfg
