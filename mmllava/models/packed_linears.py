@@ -8,19 +8,28 @@ a copy of the weight reordered once into its blocked layout, ran them 3-4x
 faster (docs/inference.md). The results differ from torch's kernels only in
 float rounding (about 1e-6 relative), as results of two BLAS libraries do.
 
+Not every CPU gains: where torch's BLAS already reads those weights fast
+(an Intel Xeon with AVX-512 ran the packed weights about 13% slower at batch
+1), packing costs time. So :func:`packed_cpu_kernels` first times one row
+through the model's largest weight shapes both ways, once per process and
+shape set (:func:`packing_is_faster`), and packs only where it is faster.
+
 The model classes know nothing of this: the places that generate (the
 inference API, the server, ``tools/test.py`` through
 :class:`~mmllava.engine.hooks.PackedKernelsHook`, the benchmark) opt in with
 :func:`packed_cpu_kernels`.
 """
+import logging
 import threading
+import time
 import weakref
 from contextlib import contextmanager
 from functools import partial
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from torch import nn
 
 from mmllava.utils.parameters import is_partitioned
@@ -149,8 +158,73 @@ _PACKED_BY_MODEL: 'weakref.WeakKeyDictionary[nn.Module, PackedLinears]' = \
 _REGISTRY_LOCK = threading.Lock()
 
 
+def _best_seconds(run: Callable[[], object], calls: int,
+                  repeats: int) -> float:
+    """The fastest of ``repeats`` timings of ``calls`` runs (one run first,
+    untimed)."""
+    run()
+    best = float('inf')
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def time_both_kernels(linears: list[nn.Linear], calls: int = 5,
+                      repeats: int = 3) -> tuple[float, float]:
+    """Seconds for one row through one layer of each of the (up to three)
+    largest weight shapes among ``linears``, on torch's kernels and on
+    packed weights (best of ``repeats`` timings of ``calls`` runs each)."""
+    by_shape = {tuple(linear.weight.shape): linear for linear in linears}
+    largest = sorted(by_shape.items(), key=lambda item: -item[0][0] *
+                     item[0][1])[:3]
+    torch_seconds = packed_seconds = 0.0
+    with torch.no_grad():
+        for (_, in_features), linear in largest:
+            row = torch.randn(1, in_features)
+            packed = torch.ops.mkldnn._reorder_linear_weight(
+                linear.weight.detach())
+            torch_seconds += _best_seconds(
+                partial(F.linear, row, linear.weight, linear.bias), calls,
+                repeats)
+            packed_seconds += _best_seconds(
+                partial(packed_forward, linear, packed, row), calls, repeats)
+    return torch_seconds, packed_seconds
+
+
+#: :func:`packing_is_faster`'s answers, by weight shapes and thread count.
+_FASTER_BY_SHAPES: dict[tuple, bool] = {}
+
+
+def packing_is_faster(linears: list[nn.Linear]) -> bool:
+    """Whether packed weights run ``linears``' decoding products at least
+    5% faster on this machine than torch's kernels
+    (:func:`time_both_kernels`). Measured once per process for each set of
+    weight shapes and thread count, and logged."""
+    shapes = tuple(sorted({tuple(linear.weight.shape)
+                           for linear in linears}))
+    key = (shapes, torch.get_num_threads())
+    with _REGISTRY_LOCK:
+        if key not in _FASTER_BY_SHAPES:
+            torch_seconds, packed_seconds = time_both_kernels(linears)
+            faster = packed_seconds < 0.95 * torch_seconds
+            _FASTER_BY_SHAPES[key] = faster
+            print_log(
+                f'oneDNN-packed linear weights: {packed_seconds * 1e3:.2f} '
+                f'ms against {torch_seconds * 1e3:.2f} ms on torch\'s '
+                'kernels for one row through the largest layers; '
+                + ('generating on packed weights.' if faster else
+                   'generating on torch\'s kernels (packing would not pay '
+                   'off on this machine).'),
+                logger='current', level=logging.INFO)
+        return _FASTER_BY_SHAPES[key]
+
+
 @contextmanager
-def packed_cpu_kernels(model: nn.Module) -> Iterator[int]:
+def packed_cpu_kernels(model: nn.Module,
+                       only_if_faster: bool = True) -> Iterator[int]:
     """Run ``model``'s plain float32 CPU linear layers on oneDNN-packed
     copies of their weights inside the block (see :func:`is_packable` for
     which layers; the others, and anything that needs a gradient, run on
@@ -159,12 +233,26 @@ def packed_cpu_kernels(model: nn.Module) -> Iterator[int]:
     The copies are made at the first use and kept for the model's next
     blocks, one more copy of those weights in memory, until
     :func:`release_packed_kernels`; a weight changed in place or replaced
-    since is packed again before it runs. Yields how many layers run packed
-    (0 where this torch build has no oneDNN).
+    since is packed again before it runs.
+
+    Args:
+        model (nn.Module): The model.
+        only_if_faster (bool): Pack only where :func:`packing_is_faster`
+            says it pays off on this machine (measured at the first use);
+            False packs wherever oneDNN can. Defaults to True.
+
+    Yields:
+        int: How many layers run packed (0 where this torch build has no
+        oneDNN or packing would not pay off).
     """
     if not onednn_available():
         yield 0
         return
+    if only_if_faster:
+        linears = [m for m in model.modules() if is_packable(m)]
+        if not linears or not packing_is_faster(linears):
+            yield 0
+            return
     with _REGISTRY_LOCK:
         packed = _PACKED_BY_MODEL.get(model)
         if packed is None:

@@ -9,10 +9,13 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from mmllava.engine.hooks import PackedKernelsHook
+from mmllava.models import packed_linears
 from mmllava.models.packed_linears import (_PACKED_BY_MODEL, PackedLinears,
                                            is_packable, onednn_available,
                                            packed_cpu_kernels,
-                                           release_packed_kernels)
+                                           packing_is_faster,
+                                           release_packed_kernels,
+                                           time_both_kernels)
 
 pytestmark = pytest.mark.skipif(
     not onednn_available(), reason='this torch build has no oneDNN')
@@ -179,14 +182,15 @@ def test_a_model_keeps_its_packed_weights_between_blocks_until_released():
     model = layers()
     inputs = torch.randn(2, 48)
     expected = model(inputs)
-    with torch.no_grad(), packed_cpu_kernels(model) as count:
+    with torch.no_grad(), packed_cpu_kernels(model,
+                                             only_if_faster=False) as count:
         result, ops = run_ops(lambda: model(inputs))
     assert count == 2 and PACKED_OP in ops
     torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-6)
     packed = _PACKED_BY_MODEL[model]
     assert len(packed) == 2
     # The next block reuses the copies; outside, torch's kernels.
-    with torch.no_grad(), packed_cpu_kernels(model):
+    with torch.no_grad(), packed_cpu_kernels(model, only_if_faster=False):
         model(inputs)
     assert _PACKED_BY_MODEL[model] is packed and len(packed) == 2
     assert PACKED_OP not in run_ops(lambda: model(inputs))[1]
@@ -194,7 +198,11 @@ def test_a_model_keeps_its_packed_weights_between_blocks_until_released():
     assert model not in _PACKED_BY_MODEL and len(packed) == 0
 
 
-def test_the_hook_packs_during_validation_and_test_and_releases_after_val():
+def test_the_hook_packs_during_validation_and_test_and_releases_after_val(
+        monkeypatch):
+    # Where packing pays off (the hook packs only there).
+    monkeypatch.setattr(packed_linears, 'packing_is_faster',
+                        lambda linears: True)
     model = layers()
 
     class Runner:
@@ -215,3 +223,49 @@ def test_the_hook_packs_during_validation_and_test_and_releases_after_val():
         # Training changes the weights after a validation: no copies kept.
         assert (model in _PACKED_BY_MODEL) is kept
     release_packed_kernels(model)
+
+
+def test_packing_is_measured_once_per_shapes_and_threads(monkeypatch):
+    timings = []
+
+    def fake_timing(linears):
+        timings.append(sorted(tuple(m.weight.shape) for m in linears))
+        return 1.0, 0.5
+
+    monkeypatch.setattr(packed_linears, 'time_both_kernels', fake_timing)
+    monkeypatch.setattr(packed_linears, '_FASTER_BY_SHAPES', {})
+    model = layers()
+    linears = [model[0], model[2]]
+    assert packing_is_faster(linears) and packing_is_faster(linears)
+    assert timings == [[(96, 48), (160, 96)]]
+    # Other shapes are measured anew.
+    assert packing_is_faster([nn.Linear(8, 8)])
+    assert len(timings) == 2
+
+
+def test_no_packing_where_it_would_not_pay_off(monkeypatch):
+    monkeypatch.setattr(packed_linears, 'time_both_kernels',
+                        lambda linears: (1.0, 0.99))
+    monkeypatch.setattr(packed_linears, '_FASTER_BY_SHAPES', {})
+    model = layers()
+    inputs = torch.randn(3, 48)
+    with torch.no_grad():
+        expected = model(inputs)
+        with packed_cpu_kernels(model) as count:
+            assert count == 0
+            assert not any('forward' in vars(model[i]) for i in (0, 2))
+            _, ops = run_ops(lambda: model(inputs))
+            assert torch.equal(model(inputs), expected)
+        assert PACKED_OP not in ops
+        # Asked to pack regardless, it does.
+        with packed_cpu_kernels(model, only_if_faster=False) as count:
+            assert count == 2
+    release_packed_kernels(model)
+
+
+def test_both_kernels_are_timed_on_the_largest_shapes():
+    model = nn.Sequential(*[nn.Linear(16 * (i + 1), 16 * (i + 2))
+                            for i in range(5)])
+    torch_seconds, packed_seconds = time_both_kernels(list(model),
+                                                      calls=2, repeats=1)
+    assert torch_seconds > 0 and packed_seconds > 0

@@ -144,8 +144,8 @@ def main() -> None:
         values = torch.randn(batch, heads, cache_length, head_dim)
         result = {}
         for kernels in ('torch', 'packed'):
-            kernel_context = packed_cpu_kernels(model) \
-                if kernels == 'packed' else nullcontext()
+            kernel_context = nullcontext() if kernels == 'torch' else \
+                packed_cpu_kernels(model, only_if_faster=False)
             with torch.no_grad(), kernel_context:
                 prefill = median_seconds(
                     lambda: model(inputs_embeds=embeds, use_cache=True,

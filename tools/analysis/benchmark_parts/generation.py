@@ -47,8 +47,9 @@ def prompt_samples(records: Sequence[dict], samples: Sequence[Sample],
 def mmllava_generate(model, prompts: Sequence[Sample], new_tokens: int,
                      packed: bool = True) -> list[str]:
     """mmllava's generation as its inference API and server run it (on CPU
-    on oneDNN-packed weights), or with ``packed=False`` on torch's
-    kernels."""
+    on oneDNN-packed weights where they are faster on this machine, see
+    :func:`~mmllava.models.packed_linears.packing_is_faster`), or with
+    ``packed=False`` on torch's kernels."""
     batch = mmllava_batch(model, prompts)
     batch.pop('labels')
     with packed_cpu_kernels(model) if packed else nullcontext():
