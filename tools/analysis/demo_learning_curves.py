@@ -24,6 +24,7 @@ import math
 import random
 import time
 from pathlib import Path
+from typing import Optional
 
 from mmengine.config import Config
 
@@ -121,7 +122,7 @@ def exact_match(model, questions: list, batch_size: int = 100) -> dict:
                    for kind, kind_hits in sorted(hits.items())})
 
 
-def build(cfg: Config, data: str, llm_config: dict = None):
+def build(cfg: Config, data: str, llm_config: Optional[dict] = None):
     """The demo's stage-2 model and a dataset of ``data``."""
     from mmllava.registry import DATASETS, MODELS
     from mmllava.utils.image_token_counts import fill_image_token_counts
