@@ -222,6 +222,23 @@ def packing_is_faster(linears: list[nn.Linear]) -> bool:
         return _FASTER_BY_SHAPES[key]
 
 
+#: Each model's answer of :func:`packing_is_faster`, so that a generation
+#: does not walk the model's modules again to ask (held weakly).
+_PAYS_OFF_BY_MODEL: 'weakref.WeakKeyDictionary[nn.Module, bool]' = \
+    weakref.WeakKeyDictionary()
+
+
+def _packing_pays_off(model: nn.Module) -> bool:
+    """Whether ``model`` has packable layers that run faster packed here,
+    decided at the model's first generation and kept."""
+    pays_off = _PAYS_OFF_BY_MODEL.get(model)
+    if pays_off is None:
+        linears = [m for m in model.modules() if is_packable(m)]
+        pays_off = bool(linears) and packing_is_faster(linears)
+        _PAYS_OFF_BY_MODEL[model] = pays_off
+    return pays_off
+
+
 @contextmanager
 def packed_cpu_kernels(model: nn.Module,
                        only_if_faster: bool = True) -> Iterator[int]:
@@ -238,8 +255,9 @@ def packed_cpu_kernels(model: nn.Module,
     Args:
         model (nn.Module): The model.
         only_if_faster (bool): Pack only where :func:`packing_is_faster`
-            says it pays off on this machine (measured at the first use);
-            False packs wherever oneDNN can. Defaults to True.
+            says it pays off on this machine (asked at the model's first
+            block and kept); False packs wherever oneDNN can. Defaults to
+            True.
 
     Yields:
         int: How many layers run packed (0 where this torch build has no
@@ -248,11 +266,9 @@ def packed_cpu_kernels(model: nn.Module,
     if not onednn_available():
         yield 0
         return
-    if only_if_faster:
-        linears = [m for m in model.modules() if is_packable(m)]
-        if not linears or not packing_is_faster(linears):
-            yield 0
-            return
+    if only_if_faster and not _packing_pays_off(model):
+        yield 0
+        return
     with _REGISTRY_LOCK:
         packed = _PACKED_BY_MODEL.get(model)
         if packed is None:
