@@ -95,8 +95,8 @@ def merge_args(cfg, args: argparse.Namespace):
                         resume=args.resume)
     # Generation on CPU runs its linear layers on oneDNN-packed weights.
     hooks = list(cfg.get('custom_hooks') or [])
-    if not any(hook.get('type') == 'PackedKernelsHook' for hook in hooks):
-        cfg.custom_hooks = [*hooks, dict(type='PackedKernelsHook')]
+    if not any(hook.get('type') == 'CPUGenerationHook' for hook in hooks):
+        cfg.custom_hooks = [*hooks, dict(type='CPUGenerationHook')]
     return adapt_to_machine(cfg)
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from mmllava.constants import IMAGE_PLACEHOLDER
 from mmllava.models.answering import answer_samples
-from mmllava.models.packed_linears import packed_cpu_kernels
+from mmllava.models.cpu_generation import fast_cpu_generation
 from mmllava.registry import TRANSFORMS
 
 #: What an image argument may be: a file, a PIL image or a uint8 array.
@@ -113,6 +113,7 @@ def generate(model, conversations: Sequence[list[dict]],
                       **image_fields(image)))
         for index, (turns, image) in enumerate(zip(conversations, images))
     ]
-    # Generation on CPU runs its linear layers on oneDNN-packed weights.
-    with packed_cpu_kernels(model):
+    # On CPU: packed linear weights and the lean decoding loop, where each
+    # pays off or applies.
+    with fast_cpu_generation(model):
         return answer_samples(model, samples, **generation_kwargs)

@@ -16,7 +16,7 @@ shape set (:func:`packing_is_faster`), and packs only where it is faster.
 
 The model classes know nothing of this: the places that generate (the
 inference API, the server, ``tools/test.py`` through
-:class:`~mmllava.engine.hooks.PackedKernelsHook`, the benchmark) opt in with
+:class:`~mmllava.engine.hooks.CPUGenerationHook`, the benchmark) opt in with
 :func:`packed_cpu_kernels`.
 """
 import logging

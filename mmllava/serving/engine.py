@@ -14,7 +14,7 @@ from transformers import LogitsProcessorList, StoppingCriteriaList
 from mmllava.apis.generation import build_test_pipeline, image_fields
 from mmllava.constants import IMAGE_TOKEN_INDEX
 from mmllava.models.answering import answer_samples
-from mmllava.models.packed_linears import packed_cpu_kernels
+from mmllava.models.cpu_generation import fast_cpu_generation
 from mmllava.serving.sampling import (LogprobsRecorder, MinTokensProcessor,
                                       PenaltyProcessor)
 from mmllava.serving.streaming import (BatchStreamer, RowResult,
@@ -259,7 +259,7 @@ class GenerationEngine:
         try:
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed)
-            with packed_cpu_kernels(model):
+            with fast_cpu_generation(model):
                 answer_samples(
                     model, [job.sample for job in jobs],
                     streamer=BatchStreamer(rows, report),

@@ -13,7 +13,8 @@ TOOL = Path(__file__).resolve().parents[2] / 'tools/analysis/decode_breakdown.py
 PARTS = ('prefill (whole prompt)', 'decode step in generate',
          "generate's own work", 'bare step (forward + argmax)',
          'decoder linear layers', 'LM head', 'attention over the cache',
-         'rest (norms, rotary, adds, Python)')
+         'rest (norms, rotary, adds, Python)',
+         'decode step in the lean loop')
 
 
 @pytest.mark.slow
@@ -32,9 +33,11 @@ def test_quick_run_reports_each_part():
             assert row, (part, table)
         # Measured times, not placeholders: the step and its parts are
         # positive.
-        for part in PARTS[:2] + PARTS[3:7]:
+        for part in PARTS[:2] + PARTS[3:7] + PARTS[8:]:
             value = float(re.search(rf'\| *{re.escape(part)} \| ([-\d.]+)',
                                     table).group(1))
             assert value > 0, (part, table)
-        assert re.search(r'torch: [\d.]+ new tokens/s', table)
-        assert re.search(r'packed: [\d.]+ new tokens/s', table)
+        for kernels in ('torch', 'packed'):
+            for loop in ("transformers' loop", 'lean loop'):
+                assert re.search(rf'{kernels}, {loop}: [\d.]+ new tokens/s',
+                                 table), (kernels, loop, table)

@@ -17,6 +17,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from mmllava.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from mmllava.conversation import build_generation_prompt
+from mmllava.models import decode_loop
 from mmllava.models import llava as llava_module
 from mmllava.models.llava import load_projector_state, splice_image_features
 from mmllava.models.packed_linears import (onednn_available,
@@ -557,6 +558,25 @@ def test_generation_on_packed_weights_matches_torch_kernels(generator,
     assert 'mkldnn::_linear_pointwise' not in {e.name for e in prof.events()}
     assert torch.equal(packed_ids, plain_ids)
     assert [s.pred_text for s in packed] == [s.pred_text for s in plain]
+
+
+def test_lean_decoding_loop_matches_transformers_loop(
+        generator, monkeypatch):
+    """Two prompts of different lengths (left-padded after the splice):
+    the lean loop's ids equal transformers' loop's."""
+    samples = generation_samples(generator)
+    plain, plain_ids = generate(generator, samples, monkeypatch)
+    calls = []
+    original = decode_loop.lean_decode
+    monkeypatch.setattr(decode_loop, 'lean_decode', lambda *args, **kwargs:
+                        calls.append(1) or original(*args, **kwargs))
+    with decode_loop.lean_decoding(generator) as lean:
+        lean_predictions, lean_ids = generate(generator, samples,
+                                              monkeypatch)
+    assert lean and calls == [1]
+    assert torch.equal(lean_ids, plain_ids)
+    assert [s.pred_text for s in lean_predictions] == \
+        [s.pred_text for s in plain]
 
 
 def test_pred_text_stops_at_the_template_stop(tokenizer, monkeypatch):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from mmllava.engine.hooks import PackedKernelsHook
+from mmllava.engine.hooks import CPUGenerationHook
 from mmllava.models import packed_linears
 from mmllava.models.packed_linears import (_PACKED_BY_MODEL, PackedLinears,
                                            is_packable, onednn_available,
@@ -210,7 +210,7 @@ def test_the_hook_packs_during_validation_and_test_and_releases_after_val(
 
     runner = Runner()
     runner.model = model
-    hook = PackedKernelsHook()
+    hook = CPUGenerationHook()
     for before, after, kept in (
             (hook.before_val_epoch, hook.after_val_epoch, False),
             (hook.before_test_epoch, hook.after_test_epoch, True)):

@@ -17,6 +17,9 @@ For each batch size it times, each as the median of ``--repeats``:
   the attention over the cache, each run alone on the shapes of a step;
   the rest of the step (norms, rotary embeddings, residual adds, module
   calls and Python) is the bare step less those;
+- the whole generation and its decode step again with mmllava's lean loop
+  (``lean_decoding``: each new token through the model's modules, without
+  ``model.forward``'s and ``generate``'s per-step work);
 
 on torch's kernels and on oneDNN-packed weights (``packed_cpu_kernels``,
 what mmllava's generation uses on CPU). The same prompt embeddings go in
@@ -65,6 +68,7 @@ def main() -> None:
     from transformers import (DynamicCache, LlamaConfig,
                               LlamaForCausalLM, LogitsProcessorList)
 
+    from mmllava.models.decode_loop import lean_decoding
     from mmllava.models.packed_linears import packed_cpu_kernels
 
     from benchmark_parts.sizes import FULL, QUICK
@@ -118,6 +122,21 @@ def main() -> None:
                        logits_processor=LogitsProcessorList([stamp]))
         return [later - earlier for earlier, later in zip(stamps, stamps[1:])]
 
+    def generation_and_step_times(embeds, mask, steps: int
+                                  ) -> tuple[float, float]:
+        """The median seconds of a whole generation of ``steps + 1`` new
+        tokens and of a decode step inside it."""
+        whole = median_seconds(
+            lambda: model.generate(
+                inputs_embeds=embeds, attention_mask=mask,
+                max_new_tokens=steps + 1, min_new_tokens=steps + 1,
+                do_sample=False, pad_token_id=0, eos_token_id=2),
+            args.repeats)
+        step = statistics.median(
+            step for _ in range(args.repeats)
+            for step in generate_step_times(embeds, mask, steps))
+        return whole, step
+
     weights = [module.weight for module in model.modules()
                if isinstance(module, nn.Linear)]
     weight_bytes = sum(weight.numel() * weight.element_size()
@@ -150,19 +169,15 @@ def main() -> None:
                 prefill = median_seconds(
                     lambda: model(inputs_embeds=embeds, use_cache=True,
                                   logits_to_keep=1), args.repeats)
-                whole = median_seconds(
-                    lambda: model.generate(
-                        inputs_embeds=embeds, attention_mask=mask,
-                        max_new_tokens=args.new_tokens,
-                        min_new_tokens=args.new_tokens, do_sample=False,
-                        pad_token_id=0, eos_token_id=2), args.repeats)
                 steps = args.new_tokens - 1
-                generate_step = statistics.median(
-                    step for _ in range(args.repeats)
-                    for step in generate_step_times(embeds, mask, steps))
+                whole, generate_step = generation_and_step_times(
+                    embeds, mask, steps)
                 bare_step = statistics.median(
                     step for _ in range(args.repeats)
                     for step in bare_step_times(embeds, steps))
+                with lean_decoding(model):
+                    lean_whole, lean_step = generation_and_step_times(
+                        embeds, mask, steps)
                 # One op takes about a millisecond: more repeats.
                 op_repeats = 20 * args.repeats
                 # All of them in the model's order, as a step runs them: their
@@ -182,7 +197,8 @@ def main() -> None:
                 generate_overhead=generate_step - bare_step,
                 bare_step=bare_step, linears=linears, head=head,
                 attention=attention,
-                rest=bare_step - linears - head - attention)
+                rest=bare_step - linears - head - attention,
+                lean_generation=lean_whole, lean_step=lean_step)
         rows.append((batch, result))
 
     names = (('prefill', 'prefill (whole prompt)'),
@@ -193,7 +209,10 @@ def main() -> None:
              ('linears', '    decoder linear layers'),
              ('head', '    LM head'),
              ('attention', '    attention over the cache'),
-             ('rest', '    rest (norms, rotary, adds, Python)'))
+             ('rest', '    rest (norms, rotary, adds, Python)'),
+             ('lean_generation',
+              f'generate with the lean loop, {args.new_tokens} new tokens'),
+             ('lean_step', 'decode step in the lean loop'))
     for batch, result in rows:
         print(f'\nbatch {batch}: ms (share of the decode step in generate)')
         print('| part | torch kernels | oneDNN packed | packed / torch |')
@@ -202,18 +221,23 @@ def main() -> None:
             cells = []
             for kernels in ('torch', 'packed'):
                 value = result[kernels][key]
-                share = '' if key in ('prefill', 'generation') else \
+                share = '' if key in ('prefill', 'generation',
+                                      'lean_generation') else \
                     f' ({value / result[kernels]["generate_step"]:.0%})'
                 cells.append(f'{value * 1e3:.2f}{share}')
             ratio = result['packed'][key] / result['torch'][key] \
                 if result['torch'][key] > 0 else float('nan')
             print(f'| {label} | {cells[0]} | {cells[1]} | {ratio:.2f} |')
         for kernels in ('torch', 'packed'):
-            whole = result[kernels]['generation']
             prefill = result[kernels]['prefill']
-            print(f'{kernels}: {batch * args.new_tokens / whole:.1f} new '
-                  f'tokens/s; the prefill is {prefill / whole:.0%} of the '
-                  f'generation, decoding {(whole - prefill) / whole:.0%}')
+            for loop, key in (('transformers\' loop', 'generation'),
+                              ('lean loop', 'lean_generation')):
+                whole = result[kernels][key]
+                rate = batch * args.new_tokens / whole
+                print(f'{kernels}, {loop}: {rate:.1f} new tokens/s; the '
+                      f'prefill is {prefill / whole:.0%} '
+                      f'of the generation, decoding '
+                      f'{(whole - prefill) / whole:.0%}')
 
 
 if __name__ == '__main__':

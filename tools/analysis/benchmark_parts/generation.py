@@ -4,14 +4,14 @@ as it is (on CPU its linear layers on oneDNN-packed weights) and on torch's
 own kernels, the baseline's."""
 import statistics
 import time
-from contextlib import nullcontext
 from typing import Sequence
 
 import torch
 
 from mmllava.constants import IGNORE_INDEX
 from mmllava.conversation import build_generation_prompt
-from mmllava.models.packed_linears import packed_cpu_kernels
+from mmllava.models.cpu_generation import fast_cpu_generation
+from mmllava.models.decode_loop import lean_decoding
 from mmllava.templates import cut_at_stop, get_template
 
 from benchmark_parts.batches import Sample, baseline_batch, mmllava_batch
@@ -52,7 +52,7 @@ def mmllava_generate(model, prompts: Sequence[Sample], new_tokens: int,
     ``packed=False`` on torch's kernels."""
     batch = mmllava_batch(model, prompts)
     batch.pop('labels')
-    with packed_cpu_kernels(model) if packed else nullcontext():
+    with fast_cpu_generation(model) if packed else lean_decoding(model):
         return model.generate_answers(
             **batch, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
 

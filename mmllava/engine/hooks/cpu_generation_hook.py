@@ -1,20 +1,21 @@
-"""Validation and test generation on oneDNN-packed weights (CPU)."""
+"""Validation and test generation with the CPU speed-ups."""
 from contextlib import ExitStack
 from typing import Optional
 
 from mmengine.hooks import Hook
 
-from mmllava.models.packed_linears import (packed_cpu_kernels,
-                                           release_packed_kernels)
+from mmllava.models.cpu_generation import fast_cpu_generation
+from mmllava.models.packed_linears import release_packed_kernels
 from mmllava.registry import HOOKS
 
 
 @HOOKS.register_module()
-class PackedKernelsHook(Hook):
-    """Run the model's float32 CPU linear layers on oneDNN-packed weights
-    during each validation and test epoch (see
-    :func:`~mmllava.models.packed_linears.packed_cpu_kernels`; generation
-    goes 1.6-2x as fast on some CPUs, see docs/inference.md).
+class CPUGenerationHook(Hook):
+    """Generate with :func:`~mmllava.models.cpu_generation.
+    fast_cpu_generation` during each validation and test epoch: on CPU, the
+    model's float32 linear layers on oneDNN-packed weights where those are
+    faster on this machine, and the LLM's decoding with the lean loop where
+    it supports the LLM (docs/inference.md).
 
     The packed copies are made at the first epoch and dropped after each
     validation epoch, as training changes the weights (a test run keeps them
@@ -29,7 +30,7 @@ class PackedKernelsHook(Hook):
 
     def _enter(self, runner) -> None:
         self._inside = ExitStack()
-        self._inside.enter_context(packed_cpu_kernels(runner.model))
+        self._inside.enter_context(fast_cpu_generation(runner.model))
 
     def _leave(self) -> None:
         if self._inside is not None:
