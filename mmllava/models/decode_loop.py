@@ -9,12 +9,12 @@ embedding, norms, projections, MLPs, LM head) and transformers' own SDPA
 attention function, in the model's order, but leaves out what a step
 through ``model.forward`` also does: building the attention masks, the cache
 classes' bookkeeping and concatenations, the output classes, and
-``generate``'s per-step input preparation. On 2 CPU cores that was a third
-of a decode step of the benchmark's LLM at batch 8 (docs/inference.md).
-The prefill is ``model.forward`` itself, and every step's logits go
-through ``generate``'s logits processors and stopping criteria, so greedy
-and sampled answers, ``min_new_tokens``, stop strings and streamers behave
-as in ``generate``.
+``generate``'s per-step input preparation. On 2 CPU cores that made a
+decode step of the benchmark's LLM 2-4 ms (about a sixth) shorter
+(docs/inference.md). The prefill is ``model.forward`` itself, and every
+step's logits go through ``generate``'s logits processors and stopping
+criteria, so greedy and sampled answers, ``min_new_tokens``, stop strings
+and streamers behave as in ``generate``.
 
 Callers opt in with :func:`lean_decoding` (the inference API, the server
 and ``tools/test.py`` do, see :func:`~mmllava.models.cpu_generation.
@@ -32,7 +32,8 @@ import torch
 from mmengine.logging import print_log
 from torch import nn
 from transformers import (LlamaForCausalLM, MistralForCausalLM,
-                          Qwen2ForCausalLM, Qwen3ForCausalLM)
+                          Qwen2ForCausalLM, Qwen3ForCausalLM,
+                          StopStringCriteria, StoppingCriteriaList)
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 #: The causal LMs whose decoder layers :func:`lean_decode` runs: embedding
@@ -263,7 +264,29 @@ def _generate(llm: nn.Module, generate: Callable, *args, **kwargs):
     if not args and _call_applies(llm, kwargs):
         kwargs['custom_generate'] = lean_decode
         kwargs['token_streamer'] = kwargs.pop('streamer', None)
+        _stop_strings_as_criterion(llm, kwargs)
     return generate(*args, **kwargs)
+
+
+def _stop_strings_as_criterion(llm: nn.Module, kwargs: dict) -> None:
+    """``generate`` builds its stop-string criterion from the ``tokenizer``
+    argument, which it does not keep for a ``custom_generate``: build it
+    here and pass it among the stopping criteria."""
+    stop_strings = kwargs.pop('stop_strings', None) or \
+        llm.generation_config.stop_strings
+    tokenizer = kwargs.pop('tokenizer', None)
+    if not stop_strings:
+        return
+    if tokenizer is None:
+        raise ValueError(f'stop_strings {stop_strings!r} need the model\'s '
+                         'tokenizer: pass tokenizer= to generate')
+    if isinstance(stop_strings, str):
+        stop_strings = [stop_strings]
+    kwargs['stopping_criteria'] = StoppingCriteriaList([
+        *(kwargs.get('stopping_criteria') or []),
+        StopStringCriteria(tokenizer=tokenizer, stop_strings=stop_strings)])
+    # The generation config's own stop strings would need the tokenizer.
+    kwargs['stop_strings'] = None
 
 
 class _Installed:

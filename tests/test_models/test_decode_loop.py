@@ -250,3 +250,27 @@ def test_blocks_nest_and_put_back_what_they_found():
     with lean_decoding(model):
         pass
     assert 'generate' not in vars(model)
+
+
+def test_stop_strings_and_several_sequences_per_prompt(tokenizer):
+    """A stop string (the real LLaMA tokenizer decodes the steps) and
+    ``num_return_sequences`` sampling, each equal to transformers' loop."""
+    model = build('llama', vocab_size=len(tokenizer))
+    embeds, _, _ = left_padded_prompts(batch=1)
+    settings = dict(inputs_embeds=embeds, max_new_tokens=12, do_sample=False,
+                    pad_token_id=tokenizer.eos_token_id,
+                    eos_token_id=tokenizer.eos_token_id)
+    free = tokenizer.decode(model.generate(**settings)[0, 3:6])
+    stop = free.strip()[:3]
+    assert stop, free
+    reference, result = both_loops(model, **settings, stop_strings=[stop],
+                                   tokenizer=tokenizer)
+    assert reference.shape[1] < 12, 'the stop string did not stop'
+    assert torch.equal(result, reference)
+    sampled = dict(settings, do_sample=True, num_return_sequences=3)
+    torch.manual_seed(3)
+    reference = model.generate(**sampled)
+    torch.manual_seed(3)
+    with lean_decoding(model):
+        result = model.generate(**sampled)
+    assert reference.shape[0] == 3 and torch.equal(result, reference)
