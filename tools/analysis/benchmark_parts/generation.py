@@ -1,7 +1,8 @@
 """Greedy generation, both models, the same prompts: new tokens per second
 at batch 1 and batch 8, and whether the answers agree. mmllava runs twice:
-as it is (on CPU its linear layers on oneDNN-packed weights) and on torch's
-own kernels, the baseline's."""
+as it is (on CPU its linear layers on oneDNN-packed weights and its LLM on
+the lean decoding loop) and with the lean loop on torch's own kernels, the
+baseline's."""
 import statistics
 import time
 from typing import Sequence
@@ -46,10 +47,11 @@ def prompt_samples(records: Sequence[dict], samples: Sequence[Sample],
 
 def mmllava_generate(model, prompts: Sequence[Sample], new_tokens: int,
                      packed: bool = True) -> list[str]:
-    """mmllava's generation as its inference API and server run it (on CPU
-    on oneDNN-packed weights where they are faster on this machine, see
-    :func:`~mmllava.models.packed_linears.packing_is_faster`), or with
-    ``packed=False`` on torch's kernels."""
+    """mmllava's generation as its inference API and server run it
+    (:func:`~mmllava.models.cpu_generation.fast_cpu_generation`: on CPU,
+    oneDNN-packed weights where they are faster on this machine and the lean
+    decoding loop), or with ``packed=False`` the lean loop alone, on torch's
+    kernels."""
     batch = mmllava_batch(model, prompts)
     batch.pop('labels')
     with fast_cpu_generation(model) if packed else lean_decoding(model):
