@@ -93,7 +93,7 @@ def merge_args(cfg, args: argparse.Namespace):
     cfg.test_evaluator = [*evaluators, answer_writer(cfg, cfg.answer_file)]
     cfg.test_cfg = dict(cfg.get('test_cfg') or {}, type='ResumableTestLoop',
                         resume=args.resume)
-    # Generation on CPU runs its linear layers on oneDNN-packed weights.
+    # Generation on CPU: packed linear weights and the lean decoding loop.
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(hook.get('type') == 'CPUGenerationHook' for hook in hooks):
         cfg.custom_hooks = [*hooks, dict(type='CPUGenerationHook')]

@@ -217,9 +217,8 @@ def lean_decode(model: nn.Module, input_ids: torch.Tensor,
             f'outputs; got synced_gpus={synced_gpus}, num_beams='
             f'{generation_config.num_beams}, return_dict_in_generate='
             f'{generation_config.return_dict_in_generate}')
-    streamer = token_streamer
-    if streamer is not None:
-        streamer.put(input_ids.cpu())
+    if token_streamer is not None:
+        token_streamer.put(input_ids.cpu())
     prefill_inputs = model.prepare_inputs_for_generation(
         input_ids, is_first_iteration=True, **model_kwargs)
     outputs = model(**prefill_inputs, return_dict=True)
@@ -247,14 +246,14 @@ def lean_decode(model: nn.Module, input_ids: torch.Tensor,
             tokens = tokens * unfinished + pad_token_id * (1 - unfinished)
         input_ids = torch.cat([input_ids, tokens[:, None]], dim=-1)
         unfinished = unfinished & ~stopping_criteria(input_ids, None)
-        if streamer is not None:
-            streamer.put(tokens.cpu())
+        if token_streamer is not None:
+            token_streamer.put(tokens.cpu())
         if not bool(unfinished.any()):
             break
         positions = positions + 1
         logits = _decode_step(model, tokens, positions, buffers)
-    if streamer is not None:
-        streamer.end()
+    if token_streamer is not None:
+        token_streamer.end()
     return input_ids
 
 
